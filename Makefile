@@ -1,0 +1,100 @@
+# imgsink build. `make` builds build/imgsink; `make test` installs what is
+# missing and runs every test (unit, sanitizer, real Kafka + MinIO); `make demo`
+# runs the local pipeline end to end.
+
+CC      ?= cc
+BUILD   ?= build
+PKGS     = rdkafka vips avro-c libcurl libcrypto jansson libxml-2.0 libmicrohttpd
+# Lazily evaluated (=): pkg-config only runs once deps are installed.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+
+OPT     ?= -O2 -g
+WARN     = -Wall -Wextra -Werror
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -Iconnector -Iprocessors $(PKG_CFLAGS) \
+             -DIS_VERSION=\"$(VERSION)\"
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+SRC      = $(wildcard connector/*.c processors/*.c)
+LIB_SRC  = $(filter-out connector/main.c,$(SRC))
+OBJ      = $(SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TESTS    = $(patsubst test/unit/%.c,$(BUILD)/test/%,$(wildcard test/unit/test_*.c))
+
+# Sanitizer build of the library objects and unit tests (no jemalloc: ASan
+# brings its own allocator).
+ASAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
+ASAN_TESTS   = $(patsubst test/unit/%.c,$(BUILD)/asan/test/%,$(wildcard test/unit/test_*.c))
+
+.PHONY: all deps build test test-unit test-asan test-e2e demo clean format format-check \
+        stack-start stack-stop corpus help-config build-tests
+
+all: build
+build: $(BUILD)/imgsink
+
+$(BUILD)/imgsink: $(OBJ)
+	@echo "  LD      $@"
+	@$(CC) $(OPT) -o $@ $^ $(PKG_LIBS) -ljemalloc -lpthread -lm
+
+$(BUILD)/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/test/%: test/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_OBJ) $(PKG_LIBS) $(shell pkg-config --cflags --libs cmocka) -lpthread -lm
+
+$(BUILD)/asan/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  CC asan $<"
+	@$(CC) $(CFLAGS_ALL) $(ASAN_FLAGS) -c -o $@ $<
+
+$(BUILD)/asan/test/%: test/unit/%.c $(ASAN_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD asan $@"
+	@$(CC) $(CFLAGS_ALL) $(ASAN_FLAGS) -o $@ $< $(ASAN_LIB_OBJ) $(PKG_LIBS) $(shell pkg-config --cflags --libs cmocka) -lpthread -lm
+
+deps:
+	bash scripts/deps.sh
+
+# `make test`: install, build, then every suite; test/run.sh prints the summary.
+test: deps
+	$(MAKE) --no-print-directory build-tests
+	bash test/run.sh
+
+build-tests: $(BUILD)/imgsink $(TESTS) $(ASAN_TESTS)
+
+test-unit: $(TESTS)
+	bash test/run.sh unit
+
+test-asan: $(ASAN_TESTS)
+	bash test/run.sh asan
+
+test-e2e: $(BUILD)/imgsink
+	bash test/run.sh e2e
+
+demo: deps
+	$(MAKE) --no-print-directory build
+	bash scripts/demo.sh
+
+stack-start:
+	bash test/stack/start.sh
+stack-stop:
+	bash test/stack/stop.sh
+
+corpus:
+	bash test/corpus.sh
+
+help-config: $(BUILD)/imgsink
+	$(BUILD)/imgsink help config
+
+format:
+	clang-format -i connector/*.[ch] processors/*.[ch] test/unit/*.c
+format-check:
+	clang-format --dry-run -Werror connector/*.[ch] processors/*.[ch] test/unit/*.c
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,561 @@
+/*
+ * config.c - the configuration table and its parsers. See config.h.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+extern char **environ;
+
+typedef enum { T_STR, T_INT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_RENDITIONS } is_ctype_t;
+
+#define F_SECRET   0x1 /* masked in dumps and logs */
+#define F_REQUIRED 0x2
+
+typedef struct is_ckey {
+    const char *name;
+    is_ctype_t type;
+    size_t off;
+    const char *def;
+    int64_t min, max;
+    const char *choices; /* T_ENUM: allowed values; T_LIST: allowed items */
+    int flags;
+    const char *desc;
+} is_ckey_t;
+
+#define O(f) offsetof(is_config_t, f)
+
+/* Standard rendition set: also the benchmark's (bench/). */
+#define DEFAULT_RENDITIONS "large=2048x2048/webp/80,medium=512x512/jpeg/82,thumb=128x128/jpeg/80"
+
+static const is_ckey_t keys[] = {
+    {"input.topics", T_STR, O(input_topics), "images", 0, 0, NULL, F_REQUIRED,
+     "Comma-separated Kafka topics to consume image records from."},
+    {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent", 0,
+     "Record envelope: 'confluent' (magic byte 0 + 4-byte schema id + Avro), 'avro' (plain Avro "
+     "binary, bundled schema) or 'auto' (0x00 first byte means confluent, else plain Avro)."},
+    {"input.max.record.bytes", T_SIZE, O(input_max_record_bytes), "64MiB", 64, INT64_C(1) << 31,
+     NULL, 0, "Records larger than this go to the DLQ without being decoded."},
+    {"dlq.topic", T_STR, O(dlq_topic), "images.dlq", 0, 0, NULL, F_REQUIRED,
+     "Dead-letter topic: records that can never succeed, with reason headers."},
+    {"s3.endpoint", T_STR, O(s3_endpoint), "", 0, 0, NULL, 0,
+     "Object store URL, e.g. http://127.0.0.1:9000. Empty means AWS S3 in s3.region."},
+    {"s3.region", T_STR, O(s3_region), "us-east-1", 0, 0, NULL, 0, "Region used for signing."},
+    {"s3.bucket", T_STR, O(s3_bucket), "", 0, 0, NULL, F_REQUIRED, "Bucket the outputs go to."},
+    {"s3.prefix", T_STR, O(s3_prefix), "processed/", 0, 0, NULL, 0,
+     "Key prefix: keys are {prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}/{rendition}.{ext}."},
+    {"s3.access.key", T_STR, O(s3_access_key), "", 0, 0, NULL, 0, "Access key id."},
+    {"s3.secret.key", T_STR, O(s3_secret_key), "", 0, 0, NULL, F_SECRET, "Secret access key."},
+    {"s3.session.token", T_STR, O(s3_session_token), "", 0, 0, NULL, F_SECRET,
+     "Session token for temporary credentials (optional)."},
+    {"s3.path.style", T_BOOL, O(s3_path_style), "false", 0, 0, NULL, 0,
+     "Path-style addressing (endpoint/bucket/key), needed for MinIO; false means "
+     "virtual-host style (bucket.endpoint/key)."},
+    {"s3.connect.timeout.ms", T_INT, O(s3_connect_timeout_ms), "5000", 100, 600000, NULL, 0,
+     "TCP/TLS connect timeout per request."},
+    {"s3.timeout.ms", T_INT, O(s3_timeout_ms), "60000", 1000, 3600000, NULL, 0,
+     "Whole-request timeout; a timeout is a transient error and is retried."},
+    {"s3.sse", T_ENUM, O(s3_sse), "none", 0, 0, "none,AES256,aws:kms", 0,
+     "Server-side encryption of every object."},
+    {"s3.sse.kms.key.id", T_STR, O(s3_sse_kms_key_id), "", 0, 0, NULL, 0,
+     "KMS key id when s3.sse=aws:kms (empty: the bucket's default key)."},
+    {"s3.if.none.match", T_BOOL, O(s3_if_none_match), "false", 0, 0, NULL, 0,
+     "Create-only writes (If-None-Match: *). Off by default so a replay overwrites with "
+     "identical bytes."},
+    {"limits.max.input.bytes", T_SIZE, O(limits_max_input_bytes), "50MiB", 1, INT64_C(1) << 31,
+     NULL, 0, "Largest image payload accepted; larger ones go to the DLQ."},
+    {"limits.max.pixels", T_INT, O(limits_max_pixels), "100000000", 1, INT64_C(1) << 40, NULL, 0,
+     "Largest width x height x pages accepted, checked on the header before decoding."},
+    {"limits.formats", T_LIST, O(limits_formats), "jpeg,png,webp,gif,tiff,heif", 0, 0,
+     "jpeg,png,webp,gif,tiff,heif", 0,
+     "Input formats accepted. Every other libvips loader is blocked at start."},
+    {"limits.fail.on", T_ENUM, O(limits_fail_on), "error", 0, 0, "none,truncated,error,warning",
+     0, "How picky decoding is: images that trip this level go to the DLQ."},
+    {"renditions", T_RENDITIONS, O(renditions_spec), DEFAULT_RENDITIONS, 0, 0, NULL, 0,
+     "Outputs per image: name=WIDTHxHEIGHT/FORMAT/QUALITY[/FIT], comma-separated. FORMAT is "
+     "jpeg, webp, avif or png; FIT is inside (default), cover or attention."},
+    {"vips.concurrency", T_INT, O(vips_concurrency), "0", 0, 64, NULL, 0,
+     "libvips worker threads per image; 0 means libvips' default (number of cores)."},
+    {"retry.backoff.initial.ms", T_INT, O(retry_backoff_initial_ms), "200", 1, 600000, NULL, 0,
+     "First retry delay for transient errors (store down, throttling)."},
+    {"retry.backoff.max.ms", T_INT, O(retry_backoff_max_ms), "30000", 1, 3600000, NULL, 0,
+     "Cap of the exponential backoff (full jitter). Transient errors retry forever without "
+     "advancing the offset."},
+    {"shutdown.timeout.ms", T_INT, O(shutdown_timeout_ms), "30000", 0, 3600000, NULL, 0,
+     "On SIGTERM/SIGINT: time allowed to finish the record in hand and commit."},
+    {"log.level", T_ENUM, O(log_level), "info", 0, 0, "error,warn,info,debug", 0,
+     "Lowest level logged (JSON lines on stderr)."},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const is_ckey_t *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+int is_config_parse_size(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    int64_t mult = 1;
+    if (!strcasecmp(end, "") || !strcasecmp(end, "b"))
+        mult = 1;
+    else if (!strcasecmp(end, "k") || !strcasecmp(end, "kib") || !strcasecmp(end, "kb"))
+        mult = 1024;
+    else if (!strcasecmp(end, "m") || !strcasecmp(end, "mib") || !strcasecmp(end, "mb"))
+        mult = 1024 * 1024;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gib") || !strcasecmp(end, "gb"))
+        mult = INT64_C(1024) * 1024 * 1024;
+    else
+        return -1;
+    if (v > INT64_MAX / mult)
+        return -1;
+    *out = (int64_t)v * mult;
+    return 0;
+}
+
+static int in_list(const char *item, size_t len, const char *list)
+{
+    const char *p = list;
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (n == len && !strncmp(p, item, len))
+            return 1;
+        p += n + (c ? 1 : 0);
+    }
+    return 0;
+}
+
+int is_config_parse_renditions(const char *spec, is_rendition_t *out, int *nout, char *errstr,
+                               size_t errstr_size)
+{
+    char *copy = strdup(spec), *save = NULL, *tok;
+    int n = 0, rc = -1;
+
+    for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        is_rendition_t r = {.fit = IS_FIT_INSIDE};
+        char name[32], fmt[8], fit[16] = "inside";
+        int consumed = 0;
+        while (isspace((unsigned char)*tok))
+            tok++;
+        if (n == IS_MAX_RENDITIONS) {
+            snprintf(errstr, errstr_size, "more than %d renditions", IS_MAX_RENDITIONS);
+            goto done;
+        }
+        int f = sscanf(tok, "%31[a-z0-9_-]=%dx%d/%7[a-z]/%d%n", name, &r.width, &r.height, fmt,
+                       &r.quality, &consumed);
+        if (f != 5) {
+            snprintf(errstr, errstr_size,
+                     "'%s': expected name=WIDTHxHEIGHT/FORMAT/QUALITY[/FIT] with a name of "
+                     "[a-z0-9_-]",
+                     tok);
+            goto done;
+        }
+        const char *rest = tok + consumed;
+        if (*rest == '/' && sscanf(rest + 1, "%15[a-z]", fit) != 1)
+            rest = "?";
+        else if (*rest == '/')
+            rest += 1 + strlen(fit);
+        while (isspace((unsigned char)*rest))
+            rest++;
+        if (*rest) {
+            snprintf(errstr, errstr_size, "'%s': unexpected trailing text '%s'", tok, rest);
+            goto done;
+        }
+        if (r.width < 1 || r.width > 16384 || r.height < 1 || r.height > 16384) {
+            snprintf(errstr, errstr_size, "'%s': width and height must be in 1..16384", tok);
+            goto done;
+        }
+        if (!in_list(fmt, strlen(fmt), "jpeg,webp,avif,png")) {
+            snprintf(errstr, errstr_size, "'%s': format '%s' is not one of jpeg, webp, avif, png",
+                     tok, fmt);
+            goto done;
+        }
+        if (r.quality < 1 || r.quality > 100) {
+            snprintf(errstr, errstr_size, "'%s': quality must be in 1..100", tok);
+            goto done;
+        }
+        if (!strcmp(fit, "inside"))
+            r.fit = IS_FIT_INSIDE;
+        else if (!strcmp(fit, "cover"))
+            r.fit = IS_FIT_COVER;
+        else if (!strcmp(fit, "attention"))
+            r.fit = IS_FIT_ATTENTION;
+        else {
+            snprintf(errstr, errstr_size, "'%s': fit '%s' is not one of inside, cover, attention",
+                     tok, fit);
+            goto done;
+        }
+        for (int i = 0; i < n; i++)
+            if (!strcmp(out[i].name, name)) {
+                snprintf(errstr, errstr_size, "rendition name '%s' used twice", name);
+                goto done;
+            }
+        snprintf(r.name, sizeof(r.name), "%s", name);
+        snprintf(r.format, sizeof(r.format), "%s", fmt);
+        out[n++] = r;
+    }
+    if (n == 0) {
+        snprintf(errstr, errstr_size, "at least one rendition is required");
+        goto done;
+    }
+    *nout = n;
+    rc = 0;
+done:
+    free(copy);
+    return rc;
+}
+
+static int set_kafka(is_config_t *cfg, const char *key, const char *value)
+{
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (!strcmp(cfg->kafka[i].key, key)) {
+            free(cfg->kafka[i].value);
+            cfg->kafka[i].value = strdup(value);
+            return 0;
+        }
+    is_kv_t *kv = realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof(*kv));
+    if (!kv)
+        return -1;
+    cfg->kafka = kv;
+    kv[cfg->nkafka].key = strdup(key);
+    kv[cfg->nkafka].value = strdup(value);
+    cfg->nkafka++;
+    return 0;
+}
+
+const char *is_config_kafka_get(const is_config_t *cfg, const char *key)
+{
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (!strcmp(cfg->kafka[i].key, key))
+            return cfg->kafka[i].value;
+    return NULL;
+}
+
+int is_config_set(is_config_t *cfg, const char *key, const char *value, char *errstr,
+                  size_t errstr_size)
+{
+    const is_ckey_t *k;
+    char *field;
+
+    if (!strncmp(key, "kafka.", 6) && key[6]) {
+        /* Validated by librdkafka when the client is created, which names
+         * the property and what it expects. */
+        return set_kafka(cfg, key + 6, value);
+    }
+    if (!(k = find_key(key))) {
+        snprintf(errstr, errstr_size,
+                 "%s: unknown configuration key (see `imgsink help config`; librdkafka "
+                 "properties take the prefix kafka.)",
+                 key);
+        return -1;
+    }
+    field = (char *)cfg + k->off;
+
+    switch (k->type) {
+    case T_STR:
+    case T_ENUM:
+    case T_LIST:
+    case T_RENDITIONS:
+        if (k->type == T_ENUM && !in_list(value, strlen(value), k->choices)) {
+            snprintf(errstr, errstr_size, "%s=%s: expected one of %s", key, value, k->choices);
+            return -1;
+        }
+        if (k->type == T_LIST) {
+            const char *p = value;
+            while (*p) {
+                const char *c = strchr(p, ',');
+                size_t n = c ? (size_t)(c - p) : strlen(p);
+                if (!n || !in_list(p, n, k->choices)) {
+                    snprintf(errstr, errstr_size, "%s=%s: '%.*s' is not one of %s", key, value,
+                             (int)n, p, k->choices);
+                    return -1;
+                }
+                p += n + (c ? 1 : 0);
+            }
+        }
+        if (k->type == T_RENDITIONS) {
+            char why[256];
+            is_rendition_t r[IS_MAX_RENDITIONS];
+            int nr = 0;
+            if (is_config_parse_renditions(value, r, &nr, why, sizeof(why))) {
+                snprintf(errstr, errstr_size, "%s=%s: %s", key, value, why);
+                return -1;
+            }
+            memcpy(cfg->renditions, r, sizeof(r));
+            cfg->nrenditions = nr;
+        }
+        free(*(char **)field);
+        *(char **)field = strdup(value);
+        return 0;
+    case T_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes"))
+            *(int *)field = 1;
+        else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no"))
+            *(int *)field = 0;
+        else {
+            snprintf(errstr, errstr_size, "%s=%s: expected true or false", key, value);
+            return -1;
+        }
+        return 0;
+    case T_INT:
+    case T_SIZE: {
+        int64_t v;
+        char *end;
+        if (k->type == T_SIZE) {
+            if (is_config_parse_size(value, &v)) {
+                snprintf(errstr, errstr_size,
+                         "%s=%s: expected a size such as 1048576, 512KiB or 16MiB", key, value);
+                return -1;
+            }
+        } else {
+            errno = 0;
+            v = strtoll(value, &end, 10);
+            if (errno || end == value || *end) {
+                snprintf(errstr, errstr_size, "%s=%s: expected an integer", key, value);
+                return -1;
+            }
+        }
+        if (v < k->min || v > k->max) {
+            snprintf(errstr, errstr_size, "%s=%s: expected a value in %lld..%lld", key, value,
+                     (long long)k->min, (long long)k->max);
+            return -1;
+        }
+        *(int64_t *)field = v;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+is_config_t *is_config_new(void)
+{
+    char errstr[512];
+    is_config_t *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return NULL;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (is_config_set(cfg, keys[i].name, keys[i].def, errstr, sizeof(errstr))) {
+            /* A bad built-in default is a programming error. */
+            fprintf(stderr, "imgsink: bad default: %s\n", errstr);
+            abort();
+        }
+    set_kafka(cfg, "group.id", "imgsink");
+    return cfg;
+}
+
+void is_config_destroy(is_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].type != T_BOOL && keys[i].type != T_INT && keys[i].type != T_SIZE)
+            free(*(char **)((char *)cfg + keys[i].off));
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        free(cfg->kafka[i].key);
+        free(cfg->kafka[i].value);
+    }
+    free(cfg->kafka);
+    free(cfg);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int is_config_load_file(is_config_t *cfg, const char *path, char *errstr, size_t errstr_size)
+{
+    FILE *fp = fopen(path, "r");
+    char line[8192], why[1024];
+    int lineno = 0, rc = -1;
+
+    if (!fp) {
+        snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (fgets(line, sizeof(line), fp)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(fp)) {
+            snprintf(errstr, errstr_size, "%s:%d: line longer than %zu bytes", path, lineno,
+                     sizeof(line) - 1);
+            goto done;
+        }
+        char *s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(errstr, errstr_size, "%s:%d: '%s': expected key=value", path, lineno, s);
+            goto done;
+        }
+        *eq = '\0';
+        if (is_config_set(cfg, trim(s), trim(eq + 1), why, sizeof(why))) {
+            snprintf(errstr, errstr_size, "%s:%d: %s", path, lineno, why);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    fclose(fp);
+    return rc;
+}
+
+int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    char key[256], why[1024];
+
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "IMGSINK_", 8))
+            continue;
+        const char *eq = strchr(*e, '=');
+        size_t n = eq ? (size_t)(eq - *e) - 8 : 0;
+        if (!eq || n == 0 || n >= sizeof(key))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            char c = (*e)[8 + i];
+            key[i] = c == '_' ? '.' : (char)tolower((unsigned char)c);
+        }
+        key[n] = '\0';
+        /* Variables that are not keys: the config file's name and the
+         * local test stack's settings (test/stack/). */
+        if (!strcmp(key, "config") || !strcmp(key, "stack.dir") || !strcmp(key, "cache"))
+            continue;
+        if (is_config_set(cfg, key, eq + 1, why, sizeof(why))) {
+            snprintf(errstr, errstr_size, "environment %.*s: %s", (int)(n + 8), *e, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!(keys[i].flags & F_REQUIRED))
+            continue;
+        const char *v = *(char **)((const char *)cfg + keys[i].off);
+        if (!v || !*v) {
+            snprintf(errstr, errstr_size, "%s: required, but not set", keys[i].name);
+            return -1;
+        }
+    }
+    if (!is_config_kafka_get(cfg, "bootstrap.servers")) {
+        snprintf(errstr, errstr_size, "kafka.bootstrap.servers: required, but not set");
+        return -1;
+    }
+    if (!*cfg->s3_access_key != !*cfg->s3_secret_key) {
+        snprintf(errstr, errstr_size,
+                 "s3.access.key and s3.secret.key: set both or neither (one is empty)");
+        return -1;
+    }
+    if (!*cfg->s3_access_key) {
+        snprintf(errstr, errstr_size,
+                 "s3.access.key: required, but not set (or set IMGSINK_S3_ACCESS_KEY and "
+                 "IMGSINK_S3_SECRET_KEY)");
+        return -1;
+    }
+    if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {
+        snprintf(errstr, errstr_size,
+                 "retry.backoff.initial.ms=%lld: expected at most retry.backoff.max.ms (%lld)",
+                 (long long)cfg->retry_backoff_initial_ms, (long long)cfg->retry_backoff_max_ms);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *type_name(is_ctype_t t)
+{
+    switch (t) {
+    case T_STR:
+        return "string";
+    case T_INT:
+        return "integer";
+    case T_SIZE:
+        return "size";
+    case T_BOOL:
+        return "bool";
+    case T_ENUM:
+        return "enum";
+    case T_LIST:
+        return "list";
+    case T_RENDITIONS:
+        return "renditions";
+    }
+    return "?";
+}
+
+void is_config_print_help(FILE *fp, int markdown)
+{
+    if (markdown) {
+        fprintf(fp, "| key | type | default | allowed | description |\n");
+        fprintf(fp, "|---|---|---|---|---|\n");
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        const is_ckey_t *k = &keys[i];
+        char allowed[128] = "";
+        if (k->type == T_INT || k->type == T_SIZE)
+            snprintf(allowed, sizeof(allowed), "%lld..%lld", (long long)k->min,
+                     (long long)k->max);
+        else if (k->choices)
+            snprintf(allowed, sizeof(allowed), "%s", k->choices);
+        if (markdown)
+            fprintf(fp, "| `%s` | %s | `%s` | %s | %s%s |\n", k->name, type_name(k->type),
+                    k->def, allowed, k->flags & F_REQUIRED ? "**Required.** " : "", k->desc);
+        else
+            fprintf(fp, "%s (%s, default \"%s\"%s%s%s)\n    %s\n", k->name, type_name(k->type),
+                    k->def, *allowed ? ", allowed: " : "", allowed,
+                    k->flags & F_REQUIRED ? ", required" : "", k->desc);
+    }
+    if (markdown)
+        fprintf(fp, "| `kafka.*` | string | | | Passed to librdkafka without the prefix, e.g. "
+                    "`kafka.bootstrap.servers` (**required**), `kafka.group.id` (default "
+                    "`imgsink`), `kafka.group.instance.id`. |\n");
+    else
+        fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
+                    "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
+                    "kafka.group.instance.id.\n");
+}
+
+void is_config_dump(const is_config_t *cfg, FILE *fp)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const is_ckey_t *k = &keys[i];
+        const char *field = (const char *)cfg + k->off;
+        switch (k->type) {
+        case T_BOOL:
+            fprintf(fp, "%s=%s\n", k->name, *(const int *)field ? "true" : "false");
+            break;
+        case T_INT:
+        case T_SIZE:
+            fprintf(fp, "%s=%lld\n", k->name, (long long)*(const int64_t *)field);
+            break;
+        default: {
+            const char *v = *(char *const *)field;
+            fprintf(fp, "%s=%s\n", k->name, (k->flags & F_SECRET) && *v ? "[hidden]" : v);
+        }
+        }
+    }
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        const char *key = cfg->kafka[i].key;
+        int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, ".key.pem");
+        fprintf(fp, "kafka.%s=%s\n", key, secret ? "[hidden]" : cfg->kafka[i].value);
+    }
+}

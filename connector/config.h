@@ -1,0 +1,105 @@
+/*
+ * config.h - imgsink configuration: one table of keys.
+ *
+ * Sources, later wins: built-in defaults < the key=value file (-c FILE) <
+ * IMGSINK_* environment variables (IMGSINK_S3_SECRET_KEY sets s3.secret.key:
+ * upper case, dots become underscores; IMGSINK_CONFIG, IMGSINK_STACK_DIR and
+ * IMGSINK_CACHE are not keys and are skipped) < command-line -X key=value.
+ *
+ * Every key is declared once in the table in config.c (name, type, default,
+ * bounds, description); that table drives parsing, validation, `imgsink help
+ * config` and the README's configuration reference. Keys starting with
+ * "kafka." are passed to librdkafka without the prefix and validated by it.
+ * Unknown keys and bad values stop start-up with the key, the value and what
+ * was expected.
+ */
+#ifndef IS_CONFIG_H
+#define IS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define IS_MAX_RENDITIONS 8
+
+typedef enum { IS_FIT_INSIDE = 0, IS_FIT_COVER, IS_FIT_ATTENTION } is_fit_t;
+
+typedef struct is_rendition {
+    char name[32];
+    int width, height;
+    char format[8]; /* jpeg | webp | avif | png */
+    int quality;
+    is_fit_t fit;
+} is_rendition_t;
+
+/* kafka.* pass-through properties, in the order they were set. */
+typedef struct is_kv {
+    char *key, *value;
+} is_kv_t;
+
+typedef struct is_config {
+    /* input */
+    char *input_topics; /* comma-separated */
+    char *input_format; /* auto | avro | confluent */
+    int64_t input_max_record_bytes;
+    /* dead-letter topic */
+    char *dlq_topic;
+    /* object store */
+    char *s3_endpoint, *s3_region, *s3_bucket, *s3_prefix;
+    char *s3_access_key, *s3_secret_key, *s3_session_token;
+    int s3_path_style;
+    int64_t s3_connect_timeout_ms, s3_timeout_ms;
+    char *s3_sse, *s3_sse_kms_key_id;
+    int s3_if_none_match;
+    /* limits and pipeline */
+    int64_t limits_max_input_bytes, limits_max_pixels;
+    char *limits_formats;
+    char *limits_fail_on;
+    char *renditions_spec;
+    is_rendition_t renditions[IS_MAX_RENDITIONS];
+    int nrenditions;
+    int64_t vips_concurrency;
+    /* delivery */
+    int64_t retry_backoff_initial_ms, retry_backoff_max_ms;
+    int64_t shutdown_timeout_ms;
+    /* logging */
+    char *log_level;
+    /* kafka.* */
+    is_kv_t *kafka;
+    size_t nkafka;
+} is_config_t;
+
+is_config_t *is_config_new(void); /* all defaults */
+void is_config_destroy(is_config_t *cfg);
+
+/* Sets one key. Returns 0, or -1 with "key: value: expected ..." in errstr. */
+int is_config_set(is_config_t *cfg, const char *key, const char *value, char *errstr,
+                  size_t errstr_size);
+
+/* Reads a key=value file ('#' comments, blank lines, whitespace around '='
+ * trimmed). Errors name the file and line. */
+int is_config_load_file(is_config_t *cfg, const char *path, char *errstr, size_t errstr_size);
+
+/* Applies IMGSINK_* variables from environ. */
+int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* Cross-key checks after all sources are applied (required keys set, etc). */
+int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size);
+
+/* Looks up a kafka.* pass-through value (without the prefix), or NULL. */
+const char *is_config_kafka_get(const is_config_t *cfg, const char *key);
+
+/* Writes the key reference: plain text for --help, markdown for the README. */
+void is_config_print_help(FILE *fp, int markdown);
+
+/* Writes the effective configuration as key=value, secrets masked. */
+void is_config_dump(const is_config_t *cfg, FILE *fp);
+
+/* Parses a rendition list "name=WxH/format/quality[/fit],...". */
+int is_config_parse_renditions(const char *spec, is_rendition_t *out, int *nout, char *errstr,
+                               size_t errstr_size);
+
+/* Parses a size such as "16MiB", "512k", "1048576". Returns -1 if invalid. */
+int is_config_parse_size(const char *s, int64_t *out);
+
+#endif

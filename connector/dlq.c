@@ -1,0 +1,112 @@
+/*
+ * dlq.c - dead-letter producer. See dlq.h.
+ */
+#include "dlq.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kafka.h"
+
+struct is_dlq {
+    rd_kafka_t *rk;
+    char *topic;
+};
+
+/* Delivery status of the one message in flight; set by dr_cb, which runs
+ * inside rd_kafka_poll on the calling (poll) thread. */
+typedef struct dr_status {
+    int done;
+    rd_kafka_resp_err_t err;
+} dr_status_t;
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+    dr_status_t *st = rkm->_private;
+    (void)rk;
+    (void)opaque;
+    st->err = rkm->err;
+    st->done = 1;
+}
+
+is_dlq_t *is_dlq_new(const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = is_kafka_conf_new(cfg, IS_KAFKA_PRODUCER, errstr, errstr_size);
+    is_dlq_t *dlq;
+
+    if (!conf)
+        return NULL;
+    if (is_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+        is_kafka_conf_set(conf, "acks", "all", errstr, errstr_size) ||
+        is_kafka_conf_set(conf, "message.timeout.ms", "30000", errstr, errstr_size) ||
+        is_kafka_conf_set(conf, "linger.ms", "0", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    dlq = calloc(1, sizeof(*dlq));
+    if (!(dlq->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        free(dlq);
+        return NULL;
+    }
+    dlq->topic = strdup(cfg->dlq_topic);
+    return dlq;
+}
+
+void is_dlq_destroy(is_dlq_t *dlq)
+{
+    if (!dlq)
+        return;
+    rd_kafka_flush(dlq->rk, 10000);
+    rd_kafka_destroy(dlq->rk);
+    free(dlq->topic);
+    free(dlq);
+}
+
+int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
+                const char *reason, char *errstr, size_t errstr_size)
+{
+    rd_kafka_headers_t *src = NULL, *hdrs;
+    char part[16], off[32], when[40];
+    dr_status_t st = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (!rd_kafka_message_headers(rkm, &src) && src)
+        hdrs = rd_kafka_headers_copy(src);
+    else
+        hdrs = rd_kafka_headers_new(8);
+    snprintf(part, sizeof(part), "%d", (int)rkm->partition);
+    snprintf(off, sizeof(off), "%lld", (long long)rkm->offset);
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    rd_kafka_header_add(hdrs, "imgsink.error.class", -1, klass, -1);
+    rd_kafka_header_add(hdrs, "imgsink.error.message", -1, reason, -1);
+    rd_kafka_header_add(hdrs, "imgsink.source.topic", -1, rd_kafka_topic_name(rkm->rkt), -1);
+    rd_kafka_header_add(hdrs, "imgsink.source.partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "imgsink.source.offset", -1, off, -1);
+    rd_kafka_header_add(hdrs, "imgsink.worker.version", -1, IS_VERSION, -1);
+    rd_kafka_header_add(hdrs, "imgsink.time", -1, when, -1);
+
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        dlq->rk, RD_KAFKA_V_TOPIC(dlq->topic), RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
+        RD_KAFKA_V_VALUE(rkm->payload, rkm->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&st), RD_KAFKA_V_END);
+    if (err) {
+        /* On failure the headers were not taken over. */
+        rd_kafka_headers_destroy(hdrs);
+        snprintf(errstr, errstr_size, "produce to %s: %s", dlq->topic, rd_kafka_err2str(err));
+        return -1;
+    }
+    /* message.timeout.ms bounds this wait: librdkafka always reports. */
+    while (!st.done)
+        rd_kafka_poll(dlq->rk, 100);
+    if (st.err) {
+        snprintf(errstr, errstr_size, "deliver to %s: %s", dlq->topic, rd_kafka_err2str(st.err));
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,26 @@
+/*
+ * kafka.h - librdkafka client configuration shared by the worker, the DLQ
+ * producer and `imgsink produce`.
+ */
+#ifndef IS_KAFKA_H
+#define IS_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+typedef enum { IS_KAFKA_CONSUMER, IS_KAFKA_PRODUCER } is_kafka_role_t;
+
+/* Builds a librdkafka configuration from the kafka.* keys: consumer-only
+ * properties (group.*, auto.offset.reset, ...) are not given to producers so
+ * librdkafka does not warn about them. librdkafka's own log lines are routed
+ * into imgsink's JSON log with component "rdkafka". Returns NULL with
+ * "kafka.KEY=VALUE: librdkafka's reason" in errstr on a bad property. */
+rd_kafka_conf_t *is_kafka_conf_new(const is_config_t *cfg, is_kafka_role_t role, char *errstr,
+                                   size_t errstr_size);
+
+/* Sets one property or fills errstr naming it. */
+int is_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+                      size_t errstr_size);
+
+#endif

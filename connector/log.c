@@ -1,0 +1,87 @@
+/*
+ * log.c - JSON line logger. See log.h.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int is_log_level = IS_LOG_INFO;
+
+static const char *level_name(int level)
+{
+    switch (level) {
+    case IS_LOG_ERROR:
+        return "error";
+    case IS_LOG_WARN:
+        return "warn";
+    case IS_LOG_INFO:
+        return "info";
+    default:
+        return "debug";
+    }
+}
+
+int is_log_level_parse(const char *s)
+{
+    if (!strcmp(s, "error"))
+        return IS_LOG_ERROR;
+    if (!strcmp(s, "warn"))
+        return IS_LOG_WARN;
+    if (!strcmp(s, "info"))
+        return IS_LOG_INFO;
+    if (!strcmp(s, "debug"))
+        return IS_LOG_DEBUG;
+    return -1;
+}
+
+void is_log_emit(int level, const char *component, json_t *fields, const char *fmt, ...)
+{
+    char msg[2048], ts[96];
+    struct timespec now;
+    struct tm tm;
+    va_list ap;
+    json_t *line;
+    char *text;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now.tv_nsec / 1000000));
+
+    line = json_object();
+    json_object_set_new(line, "time", json_string(ts));
+    json_object_set_new(line, "level", json_string(level_name(level)));
+    json_object_set_new(line, "component", json_string(component));
+    /* json_string rejects invalid UTF-8 (e.g. bytes from a hostile record);
+     * fall back to a lossy copy rather than dropping the line. */
+    json_t *m = json_string(msg);
+    if (!m) {
+        for (char *p = msg; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
+        m = json_string(msg);
+    }
+    json_object_set_new(line, "msg", m);
+    if (fields) {
+        json_object_update_missing(line, fields);
+        json_decref(fields);
+    }
+    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(line);
+    if (!text)
+        return;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* replaces the NUL: one write(2) per line */
+    ssize_t wr = write(STDERR_FILENO, text, n + 1);
+    (void)wr;
+    free(text);
+}

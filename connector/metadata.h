@@ -1,0 +1,30 @@
+/*
+ * metadata.h - the metadata.json document written beside the renditions.
+ *
+ * Schema: schemas/metadata.schema.json. Everything in it comes from the
+ * record and the image, plus processing_ms; a replay rewrites the renditions
+ * with identical bytes, and metadata.json differs only in processing_ms.
+ * GPS and other location never appear: only camera make and model are read
+ * from EXIF.
+ */
+#ifndef IS_METADATA_H
+#define IS_METADATA_H
+
+#include <stdint.h>
+
+#include "envelope.h"
+#include "pipeline.h"
+
+typedef struct is_metadata_src {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const char *source_sha256; /* hex SHA-256 of the image payload */
+} is_metadata_src_t;
+
+/* Returns a malloc'ed JSON document (caller frees) or NULL when out of
+ * memory. keys[i] is the object key of res->out[i]. */
+char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *const *keys,
+                       const is_metadata_src_t *src);
+
+#endif

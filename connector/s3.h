@@ -1,0 +1,79 @@
+/*
+ * s3.h - S3 client over libcurl with imgsink's own SigV4 signer (sigv4.h).
+ *
+ * Speaks to AWS S3 and to S3-compatible stores (MinIO), path-style or
+ * virtual-host addressing. Every PUT carries its tags (x-amz-tagging), its
+ * body checksum (x-amz-content-sha256 and x-amz-checksum-sha256), its
+ * server-side encryption headers, and optionally If-None-Match: * .
+ *
+ * Results fall in three classes, the three outcomes a sink needs: OK,
+ * TRANSIENT (retry later: network, throttling, server trouble) and PERMANENT
+ * (retrying the same request cannot succeed). is_s3_classify is the rule.
+ *
+ * Threads: call is_s3_global_init once from main before any thread starts.
+ * Then each thread owns its own is_s3_t; an is_s3_t is not thread-safe.
+ * Secrets are never written to errstr or logs.
+ */
+#ifndef IS_S3_H
+#define IS_S3_H
+
+#include <stddef.h>
+
+typedef struct is_s3 is_s3_t; /* one per thread: wraps one CURL easy handle (keeps
+                                 connections alive); not thread-safe */
+
+typedef struct is_s3_conf {
+    /* "http://127.0.0.1:9000"; NULL or "" => https://s3.<region>.amazonaws.com */
+    const char *endpoint;
+    const char *region; /* "us-east-1" */
+    const char *bucket;
+    const char *access_key, *secret_key, *session_token; /* session_token may be NULL/"" */
+    int path_style; /* 1: endpoint/bucket/key (MinIO), 0: bucket.host/key (virtual-host) */
+    long connect_timeout_ms, timeout_ms;
+    const char *sse;            /* NULL/"" none, "AES256", "aws:kms", "aws:kms:dsse" */
+    const char *sse_kms_key_id; /* with aws:kms, may be NULL */
+} is_s3_conf_t;                 /* strings are copied by is_s3_new */
+
+typedef enum { IS_S3_OK = 0, IS_S3_TRANSIENT = 1, IS_S3_PERMANENT = 2 } is_s3_result_t;
+
+/* Initializes libcurl and libxml2 process-wide. Call once from main before
+ * any thread starts (curl_global_init is not thread-safe). Returns 0 or -1. */
+int is_s3_global_init(char *errstr, size_t errstr_size);
+/* Counterpart of is_s3_global_init, from main after every thread ended. */
+void is_s3_global_cleanup(void);
+
+/* Returns NULL with errstr filled on a bad configuration or out of memory. */
+is_s3_t *is_s3_new(const is_s3_conf_t *conf, char *errstr, size_t errstr_size);
+void is_s3_destroy(is_s3_t *s3);
+
+/* PUT one object. tagging is an already-encoded query string such as
+ * "retention=7d&source=stream", sent as x-amz-tagging in the same PUT.
+ * content_type NULL means application/octet-stream. With if_none_match the
+ * PUT only creates: an existing object gives PERMANENT with errstr starting
+ * "HTTP 412 PreconditionFailed", and the caller decides what that means.
+ * errstr gets "HTTP 403 AccessDenied: <Message> (PUT bucket/key)" style text. */
+is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t len,
+                         const char *content_type, const char *tagging, int if_none_match,
+                         char *errstr, size_t errstr_size);
+
+/* GET an object into a malloc'ed buffer (caller frees *bodyp; it is
+ * NUL-terminated for convenience, *lenp excludes the NUL), at most max_len
+ * bytes: a larger object is PERMANENT. bucket NULL or "" means the configured
+ * bucket. 404 => PERMANENT, errstr "HTTP 404 NoSuchKey: ... (GET bucket/key)". */
+is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_t max_len,
+                         void **bodyp, size_t *lenp, char *errstr, size_t errstr_size);
+
+/* GET ?lifecycle of the configured bucket; returns the raw XML (caller frees).
+ * A bucket without rules is PERMANENT with "NoSuchLifecycleConfiguration" in
+ * errstr. */
+is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_t errstr_size);
+
+/* The classification rule, pure so it is unit-tested. http_status is 0 when
+ * no response arrived; s3_code is the <Code> of the error document, or NULL;
+ * curl_error is a CURLcode (0 = the transfer completed). */
+is_s3_result_t is_s3_classify(long http_status, const char *s3_code, int curl_error);
+
+/* "ok", "transient", "permanent". */
+const char *is_s3_result_name(is_s3_result_t r);
+
+#endif

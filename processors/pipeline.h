@@ -1,0 +1,65 @@
+/*
+ * pipeline.h - decode an image once, check it against limits, make the
+ * configured renditions with libvips.
+ *
+ * Order of work, cheapest first: payload size, format sniffing (only the
+ * allowed loaders are unblocked), header (width x height x pages against
+ * limits.max.pixels) and only then any pixel decoding. The largest rendition
+ * comes from the source with shrink-on-load; smaller ones are cut from it in
+ * memory when its resolution is enough for them (cascade).
+ *
+ * Threads: is_pipeline_global_init once from main before any thread;
+ * is_pipeline_run from any thread.
+ */
+#ifndef IS_PIPELINE_H
+#define IS_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "processor.h"
+
+typedef struct is_output {
+    char name[32];            /* rendition name */
+    const char *ext;          /* "jpg", "webp", "avif", "png" */
+    const char *content_type; /* "image/jpeg", ... */
+    void *buf;                /* owned, g_free'd by is_result_clear */
+    size_t len;
+    int width, height;
+} is_output_t;
+
+typedef struct is_result {
+    char format[16]; /* source format: jpeg, png, ... */
+    int width, height, pages, orientation;
+    size_t bytes;
+    char camera_make[64], camera_model[64];
+    is_output_t out[IS_MAX_RENDITIONS];
+    int nout;
+    double processing_ms;
+} is_result_t;
+
+typedef struct is_pipeline_conf {
+    int64_t max_input_bytes;
+    int64_t max_pixels;
+    const char *fail_on; /* none | truncated | error | warning */
+    const is_rendition_t *renditions;
+    int nrenditions;
+} is_pipeline_conf_t;
+
+/* Starts libvips: blocks every loader except those for the comma-separated
+ * formats (jpeg,png,webp,gif,tiff,heif), disables the operation cache and
+ * sets libvips' thread count (0 = its default). */
+int is_pipeline_global_init(const char *argv0, const char *formats, int concurrency, char *errstr,
+                            size_t errstr_size);
+void is_pipeline_global_term(void);
+
+/* Processes one image. On OK, res holds the renditions in configuration
+ * order (free with is_result_clear). On FAIL, errstr says why, in words an
+ * operator can act on. */
+is_proc_result_t is_pipeline_run(const is_pipeline_conf_t *conf, const void *buf, size_t len,
+                                 is_result_t *res, char *errstr, size_t errstr_size);
+
+void is_result_clear(is_result_t *res);
+
+#endif

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Install everything imgsink needs to build and test: Debian packages, the
+# Kafka broker jars, MinIO and mc. Run by `make deps`.
+#
+# Idempotent and fast when nothing is missing: Debian packages are checked
+# with dpkg-query and `apt-get update` runs only when one must be installed;
+# downloads and builds go to $IMGSINK_CACHE (outside the clone) with stamp
+# files recording the pinned version, so changing a pin rebuilds that part.
+#
+# Prints one line per component: "<component>: present" or ": installed".
+set -euo pipefail
+
+# shellcheck source=SCRIPTDIR/../test/stack/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../test/stack/common.sh"
+
+# Build and link deps, test tools (kcat, clang-format, shellcheck), the
+# corpus extractor's tools (binutils/xz-utils for dpkg-deb), python3 for the
+# stack scripts' port picking and curl for health checks.
+APT_PACKAGES=(
+	build-essential pkg-config
+	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
+	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
+	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools
+	xz-utils binutils
+)
+
+mkdir -p "$IMGSINK_CACHE" "$IMGSINK_BIN"
+
+# Two `make deps` at once (parallel make, two test runs) must not both run
+# apt-get or build the same binary: serialise on a lock in the cache.
+exec 9>"$IMGSINK_CACHE/.deps.lock"
+flock 9
+
+export DEBIAN_FRONTEND=noninteractive
+apt_updated=0
+apt_install() {
+	if ((apt_updated == 0)); then
+		apt-get update -qq
+		apt_updated=1
+	fi
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+is_installed() {
+	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == "install ok installed" ]]
+}
+
+# --- Debian packages --------------------------------------------------------
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+	is_installed "$p" || missing+=("$p")
+done
+# Java and Maven may come from the image rather than Debian; only install
+# Debian's when the command itself is absent.
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if ((${#missing[@]})); then
+	apt_install "${missing[@]}"
+	echo "apt packages: installed ${missing[*]}"
+else
+	echo "apt packages: present (${#APT_PACKAGES[@]} + java + maven)"
+fi
+
+# --- Kafka broker and tools, as jars from Maven Central ---------------------
+# Apache's binary tarball is not on a package registry, so we resolve the
+# same jars through Maven (kafka-pom.xml). ~/.m2 is the download cache; the
+# stamp holds the pom's hash so editing the pom re-copies.
+pom="$STACK_SCRIPTS/kafka-pom.xml"
+pom_sum=$(sha256sum "$pom" | cut -d' ' -f1)
+stamp="$KAFKA_HOME/.stamp"
+if [[ -f $stamp && "$(<"$stamp")" == "$pom_sum" ]]; then
+	echo "kafka $KAFKA_VERSION: present"
+else
+	grep -q "<kafka.version>$KAFKA_VERSION</kafka.version>" "$pom" ||
+		die "kafka-pom.xml and test/stack/common.sh disagree on the Kafka version"
+	rm -rf "$KAFKA_HOME"
+	mkdir -p "$KAFKA_HOME"
+	# Copy into a temporary dir and rename, so an interrupted run never
+	# leaves a half-filled libs/ that looks complete.
+	# Maven 3.8 prints colour codes even with -q -B: keep its output in a
+	# log and show it only on failure.
+	mvnlog="$KAFKA_HOME/mvn.log"
+	mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+		-DoutputDirectory="$KAFKA_HOME/libs.tmp" >"$mvnlog" 2>&1 ||
+		{ tail -n 40 "$mvnlog" >&2; die "maven failed (log: $mvnlog)"; }
+	# Sanity check: the broker and the tools' main classes must be there.
+	for j in "kafka_2.13-$KAFKA_VERSION.jar" "kafka-tools-$KAFKA_VERSION.jar" "kafka-clients-$KAFKA_VERSION.jar"; do
+		[[ -f $KAFKA_HOME/libs.tmp/$j ]] || die "maven did not provide $j"
+	done
+	mv "$KAFKA_HOME/libs.tmp" "$KAFKA_HOME/libs"
+	echo "$pom_sum" >"$stamp"
+	echo "kafka $KAFKA_VERSION: installed ($(find "$KAFKA_HOME/libs" -name '*.jar' | wc -l) jars)"
+fi
+
+# --- MinIO and mc, built from their Go modules ------------------------------
+# The Go toolchain comes with the machine image (Debian 12's golang is too
+# old for MinIO); it may not be on PATH in a stripped CI environment.
+go_bin() {
+	if command -v go >/dev/null; then
+		command -v go
+	elif [[ -x /usr/local/go/bin/go ]]; then
+		echo /usr/local/go/bin/go
+	else
+		die "Go toolchain not found (needed to build MinIO and mc)"
+	fi
+}
+
+# go_tool NAME MODULE VERSION: the stamp file $IMGSINK_BIN/.NAME.version
+# holds MODULE@VERSION. A binary without a stamp (built by hand) is adopted
+# if `go version -m` shows it was built from the pinned module version.
+go_tool() {
+	local name=$1 module=$2 version=$3 bin="$IMGSINK_BIN/$1"
+	local want="$module@$version" stamp="$IMGSINK_BIN/.$1.version" go
+	if [[ -x $bin && -f $stamp && "$(<"$stamp")" == "$want" ]]; then
+		echo "$name $version: present"
+		return
+	fi
+	go=$(go_bin)
+	if [[ -x $bin ]] && "$go" version -m "$bin" 2>/dev/null |
+		grep -qE "^[[:space:]]+mod[[:space:]]+${module}[[:space:]]+${version}([[:space:]]|\$)"; then
+		echo "$want" >"$stamp"
+		echo "$name $version: present (adopted existing binary)"
+		return
+	fi
+	rm -f "$stamp"
+	# Static, path-independent binaries. This takes minutes on 2 cores
+	# (MinIO is large); the Go build cache makes a rebuild much faster.
+	GOBIN="$IMGSINK_BIN" GOFLAGS=-trimpath CGO_ENABLED=0 "$go" install "$want"
+	echo "$want" >"$stamp"
+	echo "$name $version: installed"
+}
+
+go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
+go_tool mc "$MC_MODULE" "$MC_VERSION"

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs imgsink's test suites and ends with one summary line:
+#   "N passed, M failed"
+#
+#   test/run.sh            unit + asan + e2e (what `make test` runs)
+#   test/run.sh unit|asan|e2e [NAME...]
+#
+# Unit tests are cmocka programs run with TAP output. End-to-end tests
+# (test/e2e/t*.sh) run against a real Kafka and MinIO on loopback, started
+# here and stopped on exit; each prints TAP lines ("ok - ..." / "not ok - ...").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build}
+LOGDIR=$BUILD/test-logs
+mkdir -p "$LOGDIR"
+
+passed=0
+failed=0
+failures=()
+
+# count NAME LOGFILE EXIT: tallies TAP lines of one program's output.
+count() {
+    local name=$1 log=$2 rc=$3 p f
+    p=$(grep -cE '^ok( |$)' "$log")
+    f=$(grep -cE '^not ok( |$)' "$log")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        # Crashed or failed outside a test case: that is a failure too.
+        f=1
+        echo "not ok - $name exited with status $rc" >>"$log"
+    fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+        echo "not ok - $name ran no test" >>"$log"
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+        failures+=("$name")
+        echo "FAIL $name ($p passed, $f failed) - log: $log"
+        grep -E '^not ok|^# ' "$log" | head -20 | sed 's/^/    /'
+    else
+        echo "ok   $name ($p passed)"
+    fi
+}
+
+run_cmocka() {
+    local dir=$1 label=$2 t name log rc
+    for t in "$dir"/test_*; do
+        [ -x "$t" ] || continue
+        name="$label/$(basename "$t")"
+        log="$LOGDIR/${label}_$(basename "$t").log"
+        CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            timeout 300 "$t" >"$log" 2>&1
+        rc=$?
+        count "$name" "$log" "$rc"
+    done
+}
+
+run_e2e() {
+    local t name log rc
+    # shellcheck disable=SC2317
+    cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
+    trap cleanup EXIT
+    if ! bash test/stack/start.sh >"$LOGDIR/stack-start.log" 2>&1; then
+        echo "not ok - local stack (Kafka + MinIO) failed to start" >"$LOGDIR/stack.log"
+        cat "$LOGDIR/stack-start.log" >>"$LOGDIR/stack.log"
+        count "e2e/stack" "$LOGDIR/stack.log" 1
+        tail -30 "$LOGDIR/stack-start.log"
+        return
+    fi
+    for t in test/e2e/t*.sh; do
+        name="e2e/$(basename "$t" .sh)"
+        if [ $# -gt 0 ] && [[ " $* " != *" $(basename "$t" .sh) "* ]]; then
+            continue
+        fi
+        log="$LOGDIR/$(basename "$t" .sh).log"
+        echo "..   $name"
+        ROOT=$ROOT BUILD=$BUILD timeout 1200 bash "$t" >"$log" 2>&1
+        rc=$?
+        count "$name" "$log" "$rc"
+    done
+}
+
+suite=${1:-all}
+shift || true
+case $suite in
+unit) run_cmocka "$BUILD/test" unit ;;
+asan) run_cmocka "$BUILD/asan/test" asan ;;
+e2e) run_e2e "$@" ;;
+all)
+    run_cmocka "$BUILD/test" unit
+    run_cmocka "$BUILD/asan/test" asan
+    run_e2e
+    ;;
+*)
+    echo "usage: $0 [unit|asan|e2e|all]" >&2
+    exit 2
+    ;;
+esac
+
+echo
+if [ "$failed" -gt 0 ]; then
+    echo "failed: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

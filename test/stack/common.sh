@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# The variables are used by the scripts that source this file.
+# shellcheck disable=SC2034
+# Shared by scripts/deps.sh and the test/stack/ scripts: pinned versions,
+# cache paths and the PID-file helpers. Sourced, never executed.
+#
+# Everything downloaded or built lives in $IMGSINK_CACHE, outside the clone,
+# so a fresh clone (CI) on the same machine reuses it and `make deps` takes
+# seconds the second time.
+
+IMGSINK_CACHE="${IMGSINK_CACHE:-${HOME:-/root}/.cache/imgsink}"
+
+# Kafka 3.9.x, not 4.x: 4.0 removed the old request versions that
+# librdkafka 2.0.2 (Debian 12) uses. Keep in step with kafka-pom.xml.
+KAFKA_VERSION=3.9.1
+# MinIO and mc are built from their Go modules. Their tags (RELEASE.*) are not
+# semver, so the module proxy only knows these pseudo-versions.
+MINIO_MODULE=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+MC_MODULE=github.com/minio/mc
+MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+
+IMGSINK_BIN="$IMGSINK_CACHE/bin"
+KAFKA_HOME="$IMGSINK_CACHE/kafka-$KAFKA_VERSION"
+MINIO_BIN="$IMGSINK_BIN/minio"
+MC_BIN="$IMGSINK_BIN/mc"
+
+# The repository root, from this file's own location (works from any cwd).
+STACK_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$STACK_SCRIPTS/../.." && pwd)"
+IMGSINK_STACK_DIR="${IMGSINK_STACK_DIR:-$REPO_ROOT/.stack}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian's python3 rather than whatever pyenv shim is first on PATH: it is
+# installed by deps.sh (python3-yaml pulls it in) and needs no environment.
+python3_bin() {
+	if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi
+}
+
+# pid_of PIDFILE MARKER: print the PID if the process is alive *and* its
+# command line contains MARKER (a path under the state dir). The marker check
+# stops us from ever signalling an unrelated process that reused a stale PID.
+pid_of() {
+	local pidfile=$1 marker=$2 pid
+	[[ -s $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	[[ -r /proc/$pid/cmdline ]] || return 1
+	# cmdline is NUL-separated; make it one line before matching.
+	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
+	echo "$pid"
+}
+
+# port_free PORT: true if nothing listens on 127.0.0.1:PORT.
+port_free() {
+	"$(python3_bin)" - "$1" <<-'EOF'
+		import socket, sys
+		s = socket.socket()
+		try:
+		    s.bind(("127.0.0.1", int(sys.argv[1])))
+		except OSError:
+		    sys.exit(1)
+	EOF
+}
+
+# free_ports N: print N distinct free loopback ports chosen by the kernel.
+# Racy by nature (another process may take one before we bind it), which is
+# acceptable for a test stack; the servers' startup check catches it.
+free_ports() {
+	"$(python3_bin)" - "$1" <<-'EOF'
+		import socket, sys
+		socks = []
+		for _ in range(int(sys.argv[1])):
+		    s = socket.socket()
+		    s.bind(("127.0.0.1", 0))
+		    socks.append(s)
+		print(" ".join(str(s.getsockname()[1]) for s in socks))
+	EOF
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Stop the local test stack started by start.sh.
+#
+#   test/stack/stop.sh            # stop; keep data, ports and logs
+#   test/stack/stop.sh --purge    # stop and delete data, credentials, mc
+#                                 # config and env (logs are kept)
+#
+# Signals exactly the PIDs in the PID files, and only if that process's
+# command line still names this state dir (a stale PID file whose PID was
+# reused by something else is just removed). TERM, up to 20 s for a clean
+# shutdown, then KILL. Never kills by name.
+set -euo pipefail
+
+# shellcheck source=SCRIPTDIR/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+purge=0
+case ${1:-} in
+'') ;;
+--purge) purge=1 ;;
+*) die "usage: $0 [--purge]" ;;
+esac
+
+if [[ ! -d $IMGSINK_STACK_DIR ]]; then
+	log "no stack at $IMGSINK_STACK_DIR"
+	exit 0
+fi
+STATE=$(cd "$IMGSINK_STACK_DIR" && pwd)
+STOP_TIMEOUT=${STOP_TIMEOUT:-20}
+
+# Not while a start.sh is half-way: it would respawn what we stop.
+exec 8>"$STATE/.start.lock"
+flock 8
+
+# stop_one NAME PIDFILE MARKER
+stop_one() {
+	local name=$1 pidfile=$2 marker=$3 pid i
+	if ! pid=$(pid_of "$pidfile" "$marker"); then
+		if [[ -e $pidfile ]]; then
+			rm -f "$pidfile"
+			log "$name: not running (removed stale PID file)"
+		else
+			log "$name: not running"
+		fi
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	# Poll: the server is not our child, so `wait` cannot be used. pid_of
+	# also fails once it is a zombie (its cmdline is empty then).
+	for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+		pid_of "$pidfile" "$marker" >/dev/null || break
+		sleep 0.1
+	done
+	if pid_of "$pidfile" "$marker" >/dev/null; then
+		log "$name: pid $pid ignored TERM for ${STOP_TIMEOUT}s, sending KILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			pid_of "$pidfile" "$marker" >/dev/null || break
+			sleep 0.1
+		done
+		! pid_of "$pidfile" "$marker" >/dev/null || die "$name: pid $pid survived KILL"
+	fi
+	rm -f "$pidfile"
+	log "$name: stopped (pid $pid, $((i / 10)).$((i % 10))s)"
+}
+
+# Kafka first: a clean broker shutdown needs nothing from MinIO, and the
+# order keeps consumers from seeing an S3 outage before Kafka goes away.
+stop_one kafka "$STATE/kafka.pid" "$STATE/kafka/server.properties"
+stop_one minio "$STATE/minio.pid" "$STATE/minio/data"
+
+if ((purge)); then
+	rm -rf "$STATE/kafka" "$STATE/minio" "$STATE/mc" \
+		"$STATE/env" "$STATE/ports" "$STATE/minio.creds"
+	log "purged data in $STATE (logs kept)"
+fi
