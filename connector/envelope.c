@@ -22,6 +22,7 @@
  * valid input cannot reach, not a way to reject input.
  */
 #include "envelope.h"
+#include "keys.h"
 
 #include <avro.h>
 
@@ -36,6 +37,7 @@
  * two). avro-c 1.11.1 ignores "doc", "default" and "logicalType" when it
  * parses a schema; they are here for the Schema Registry and for readers
  * in other languages. */
+/* clang-format off */
 static const char envelope_schema_json[] =
     "{\n"
     "  \"type\": \"record\",\n"
@@ -46,7 +48,7 @@ static const char envelope_schema_json[] =
     "    {\n"
     "      \"name\": \"id\",\n"
     "      \"type\": \"string\",\n"
-    "      \"doc\": \"Image id, also the Kafka key. Part of object keys: 1-128 characters from A-Z a-z 0-9 . _ - and not '.' or '..'.\"\n"
+    "      \"doc\": \"Image id, also the Kafka key. Part of object keys: 1-128 characters from A-Z a-z 0-9 . _ -, not starting with '.'.\"\n"
     "    },\n"
     "    {\n"
     "      \"name\": \"tenant\",\n"
@@ -111,11 +113,12 @@ static const char envelope_schema_json[] =
     "    }\n"
     "  ]\n"
     "}\n";
+/* clang-format on */
 
-#define ENVELOPE_CONFLUENT_HDR 5
-#define ENVELOPE_MAX_DEPTH 32                   /* nesting of writer schemas */
-#define ENVELOPE_BUDGET_BASE ((size_t)64 * 1024)
-#define ENVELOPE_BUDGET_PER_ITEM ((size_t)256)  /* measured ~130 per map entry */
+#define ENVELOPE_CONFLUENT_HDR   5
+#define ENVELOPE_MAX_DEPTH       32 /* nesting of writer schemas */
+#define ENVELOPE_BUDGET_BASE     ((size_t)64 * 1024)
+#define ENVELOPE_BUDGET_PER_ITEM ((size_t)256) /* measured ~130 per map entry */
 
 /* Written by is_envelope_global_init() before any thread starts, read-only
  * afterwards: no locking needed. avro-c's schema and value-interface
@@ -141,49 +144,52 @@ static avro_value_iface_t *envelope_iface;
  * before the budget started and freed during it is not credited.
  */
 struct envelope_budget {
-        size_t limit;    /* bytes avro-c may hold at once */
-        size_t live;     /* bytes held now, allocated during this call */
-        size_t peak;
-        int exceeded;    /* a request was refused */
+    size_t limit; /* bytes avro-c may hold at once */
+    size_t live;  /* bytes held now, allocated during this call */
+    size_t peak;
+    int exceeded; /* a request was refused */
 };
 
 static _Thread_local struct envelope_budget *tl_budget;
 static _Thread_local size_t tl_last_peak;
 
-static void *envelope_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-        struct envelope_budget *b = tl_budget;
-        size_t old = ptr ? osize : 0, base;
-        void *np;
+static void *envelope_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct envelope_budget *b = tl_budget;
+    size_t old = ptr ? osize : 0, base;
+    void *np;
 
-        (void)ud;
-        if (nsize == 0) {
-                free(ptr);
-                if (b)
-                        b->live -= old < b->live ? old : b->live;
-                return NULL;
-        }
-        /* Invariant: live <= limit. base is what stays held if the
-         * request succeeds, not counting ptr's old block. */
-        base = b ? b->live - (old < b->live ? old : b->live) : 0;
-        if (b && nsize > b->limit - base) {
-                b->exceeded = 1;
-                return NULL; /* like realloc: ptr stays valid */
-        }
-        np = realloc(ptr, nsize);
-        if (np && b) {
-                b->live = base + nsize;
-                if (b->live > b->peak)
-                        b->peak = b->live;
-        }
-        return np;
+    (void)ud;
+    if (nsize == 0) {
+        free(ptr);
+        if (b)
+            b->live -= old < b->live ? old : b->live;
+        return NULL;
+    }
+    /* Invariant: live <= limit. base is what stays held if the
+     * request succeeds, not counting ptr's old block. */
+    base = b ? b->live - (old < b->live ? old : b->live) : 0;
+    if (b && nsize > b->limit - base) {
+        b->exceeded = 1;
+        return NULL; /* like realloc: ptr stays valid */
+    }
+    np = realloc(ptr, nsize);
+    if (np && b) {
+        b->live = base + nsize;
+        if (b->live > b->peak)
+            b->peak = b->live;
+    }
+    return np;
 }
 
-static size_t sat_add(size_t a, size_t b) {
-        return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+static size_t sat_add(size_t a, size_t b)
+{
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
-static size_t sat_mul(size_t a, size_t b) {
-        return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+static size_t sat_mul(size_t a, size_t b)
+{
+    return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
 }
 
 /*
@@ -193,306 +199,319 @@ static size_t sat_mul(size_t a, size_t b) {
  * (NUL in strings, invalid UTF-8).
  */
 struct envelope_walk {
-        const unsigned char *msg;  /* start of the message: offsets in errors */
-        const unsigned char *p, *end;
-        size_t items;              /* map entries and array elements so far */
-        char path[128];            /* field path for errors, e.g. payload.key */
-        size_t pathlen;
-        char *errstr;
-        size_t errstr_size;
+    const unsigned char *msg; /* start of the message: offsets in errors */
+    const unsigned char *p, *end;
+    size_t items;   /* map entries and array elements so far */
+    char path[128]; /* field path for errors, e.g. payload.key */
+    size_t pathlen;
+    char *errstr;
+    size_t errstr_size;
 };
 
 static int walk_fail(struct envelope_walk *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Formats "<path>: <message>" into errstr and returns -1. */
-static int walk_fail(struct envelope_walk *w, const char *fmt, ...) {
-        char msg[256];
-        va_list ap;
+static int walk_fail(struct envelope_walk *w, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
 
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        if (w->pathlen)
-                snprintf(w->errstr, w->errstr_size, "%s: %s", w->path, msg);
-        else
-                snprintf(w->errstr, w->errstr_size, "%s", msg);
-        return -1;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (w->pathlen)
+        snprintf(w->errstr, w->errstr_size, "%s: %s", w->path, msg);
+    else
+        snprintf(w->errstr, w->errstr_size, "%s", msg);
+    return -1;
 }
 
-static size_t walk_off(const struct envelope_walk *w) {
-        return (size_t)(w->p - w->msg);
+static size_t walk_off(const struct envelope_walk *w)
+{
+    return (size_t)(w->p - w->msg);
 }
 
-static size_t walk_left(const struct envelope_walk *w) {
-        return (size_t)(w->end - w->p);
+static size_t walk_left(const struct envelope_walk *w)
+{
+    return (size_t)(w->end - w->p);
 }
 
 /* Appends to the path; returns the length to restore with walk_pop(). */
 static size_t walk_push(struct envelope_walk *w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-static size_t walk_push(struct envelope_walk *w, const char *fmt, ...) {
-        size_t saved = w->pathlen;
-        va_list ap;
-        int n;
+static size_t walk_push(struct envelope_walk *w, const char *fmt, ...)
+{
+    size_t saved = w->pathlen;
+    va_list ap;
+    int n;
 
-        va_start(ap, fmt);
-        n = vsnprintf(w->path + w->pathlen, sizeof(w->path) - w->pathlen, fmt, ap);
-        va_end(ap);
-        if (n > 0)
-                w->pathlen = strlen(w->path);
-        return saved;
+    va_start(ap, fmt);
+    n = vsnprintf(w->path + w->pathlen, sizeof(w->path) - w->pathlen, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        w->pathlen = strlen(w->path);
+    return saved;
 }
 
-static void walk_pop(struct envelope_walk *w, size_t saved) {
-        w->pathlen = saved;
-        w->path[saved] = '\0';
+static void walk_pop(struct envelope_walk *w, size_t saved)
+{
+    w->pathlen = saved;
+    w->path[saved] = '\0';
 }
 
 /* Avro long: zigzag varint of at most 10 bytes. avro-c accepts any 10th
  * byte and shifts it into bit 63 of a signed value; only 0 and 1 fit. */
-static int walk_long(struct envelope_walk *w, int64_t *vp) {
-        size_t start = walk_off(w);
-        uint64_t u = 0;
-        int i;
+static int walk_long(struct envelope_walk *w, int64_t *vp)
+{
+    size_t start = walk_off(w);
+    uint64_t u = 0;
+    int i;
 
-        for (i = 0;; i++) {
-                unsigned b;
-                if (w->p == w->end)
-                        return walk_fail(w, "truncated: varint at byte %zu runs past the end", start);
-                b = *w->p++;
-                if (i == 9 && b > 1)
-                        return walk_fail(w, "varint at byte %zu is longer than 64 bits", start);
-                u |= (uint64_t)(b & 0x7f) << (7 * i);
-                if (!(b & 0x80))
-                        break;
-        }
-        *vp = (int64_t)((u >> 1) ^ (~(u & 1) + 1));
-        return 0;
+    for (i = 0;; i++) {
+        unsigned b;
+        if (w->p == w->end)
+            return walk_fail(w, "truncated: varint at byte %zu runs past the end", start);
+        b = *w->p++;
+        if (i == 9 && b > 1)
+            return walk_fail(w, "varint at byte %zu is longer than 64 bits", start);
+        u |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    *vp = (int64_t)((u >> 1) ^ (~(u & 1) + 1));
+    return 0;
 }
 
 /* A bytes or string length: checked against the input before avro-c
  * allocates len + 1 for it. */
-static int walk_length(struct envelope_walk *w, size_t *lenp) {
-        size_t at = walk_off(w);
-        int64_t n;
+static int walk_length(struct envelope_walk *w, size_t *lenp)
+{
+    size_t at = walk_off(w);
+    int64_t n;
 
-        if (walk_long(w, &n))
-                return -1;
-        if (n < 0)
-                return walk_fail(w, "negative length %" PRId64 " (at byte %zu)", n, at);
-        if ((uint64_t)n > walk_left(w))
-                return walk_fail(w, "declared length %" PRId64 " exceeds remaining %zu (at byte %zu)",
-                                 n, walk_left(w), at);
-        *lenp = (size_t)n;
-        return 0;
+    if (walk_long(w, &n))
+        return -1;
+    if (n < 0)
+        return walk_fail(w, "negative length %" PRId64 " (at byte %zu)", n, at);
+    if ((uint64_t)n > walk_left(w))
+        return walk_fail(w, "declared length %" PRId64 " exceeds remaining %zu (at byte %zu)", n,
+                         walk_left(w), at);
+    *lenp = (size_t)n;
+    return 0;
 }
 
 /* Returns the offset of the first byte that is not valid UTF-8 (overlong
  * forms, surrogates and code points above U+10FFFF are invalid), or n. */
-static size_t utf8_check(const unsigned char *s, size_t n) {
-        size_t i = 0;
+static size_t utf8_check(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
 
-        while (i < n) {
-                unsigned c = s[i];
-                size_t need, k;
-                uint32_t cp;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t need, k;
+        uint32_t cp;
 
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if (c >= 0xc2 && c <= 0xdf) {
-                        need = 1;
-                        cp = c & 0x1f;
-                } else if (c >= 0xe0 && c <= 0xef) {
-                        need = 2;
-                        cp = c & 0x0f;
-                } else if (c >= 0xf0 && c <= 0xf4) {
-                        need = 3;
-                        cp = c & 0x07;
-                } else {
-                        return i;
-                }
-                if (n - i - 1 < need)
-                        return i;
-                for (k = 1; k <= need; k++) {
-                        if ((s[i + k] & 0xc0) != 0x80)
-                                return i;
-                        cp = (cp << 6) | (s[i + k] & 0x3f);
-                }
-                if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-                        return i;
-                i += need + 1;
+        if (c < 0x80) {
+            i++;
+            continue;
         }
-        return n;
+        if (c >= 0xc2 && c <= 0xdf) {
+            need = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            cp = c & 0x07;
+        } else {
+            return i;
+        }
+        if (n - i - 1 < need)
+            return i;
+        for (k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return i;
+        i += need + 1;
+    }
+    return n;
 }
 
-static int walk_string(struct envelope_walk *w) {
-        const unsigned char *nul;
-        size_t len, bad;
+static int walk_string(struct envelope_walk *w)
+{
+    const unsigned char *nul;
+    size_t len, bad;
 
-        if (walk_length(w, &len))
-                return -1;
-        if ((nul = memchr(w->p, 0, len)) != NULL)
-                return walk_fail(w, "string contains a NUL byte (at byte %zu)",
-                                 (size_t)(nul - w->msg));
-        if ((bad = utf8_check(w->p, len)) != len)
-                return walk_fail(w, "string is not valid UTF-8 (at byte %zu)", walk_off(w) + bad);
-        w->p += len;
-        return 0;
+    if (walk_length(w, &len))
+        return -1;
+    if ((nul = memchr(w->p, 0, len)) != NULL)
+        return walk_fail(w, "string contains a NUL byte (at byte %zu)", (size_t)(nul - w->msg));
+    if ((bad = utf8_check(w->p, len)) != len)
+        return walk_fail(w, "string is not valid UTF-8 (at byte %zu)", walk_off(w) + bad);
+    w->p += len;
+    return 0;
 }
 
-static int walk_fixed(struct envelope_walk *w, size_t n) {
-        if (walk_left(w) < n)
-                return walk_fail(w, "truncated: %zu-byte value at byte %zu, %zu bytes remain",
-                                 n, walk_off(w), walk_left(w));
-        w->p += n;
-        return 0;
+static int walk_fixed(struct envelope_walk *w, size_t n)
+{
+    if (walk_left(w) < n)
+        return walk_fail(w, "truncated: %zu-byte value at byte %zu, %zu bytes remain", n,
+                         walk_off(w), walk_left(w));
+    w->p += n;
+    return 0;
 }
 
 static int walk_value(struct envelope_walk *w, avro_schema_t s, int depth);
 
 /* Arrays and maps: blocks of <count> items, a negative count being followed
  * by the block's byte size; a zero count ends the value. */
-static int walk_blocks(struct envelope_walk *w, avro_schema_t s, int depth) {
-        int is_map = is_avro_map(s);
-        avro_schema_t items = is_map ? avro_schema_map_values(s) : avro_schema_array_items(s);
+static int walk_blocks(struct envelope_walk *w, avro_schema_t s, int depth)
+{
+    int is_map = is_avro_map(s);
+    avro_schema_t items = is_map ? avro_schema_map_values(s) : avro_schema_array_items(s);
 
-        for (;;) {
-                size_t at = walk_off(w);
-                int64_t count, i;
+    for (;;) {
+        size_t at = walk_off(w);
+        int64_t count, i;
 
-                if (walk_long(w, &count))
-                        return -1;
-                if (count == 0)
-                        return 0;
-                if (count < 0) {
-                        int64_t bytes;
-                        if (count == INT64_MIN)
-                                return walk_fail(w, "invalid block count at byte %zu", at);
-                        count = -count;
-                        if (walk_long(w, &bytes))
-                                return -1;
-                        if (bytes < 0 || (uint64_t)bytes > walk_left(w))
-                                return walk_fail(w, "block size %" PRId64 " at byte %zu exceeds remaining %zu",
-                                                 bytes, at, walk_left(w));
-                }
-                if ((uint64_t)count > IS_ENVELOPE_MAX_ITEMS - w->items)
-                        return walk_fail(w, "%" PRId64 " more %s at byte %zu exceed the limit of %d per record",
-                                         count, is_map ? "map entries" : "array items", at,
-                                         IS_ENVELOPE_MAX_ITEMS);
-                for (i = 0; i < count; i++) {
-                        size_t saved = walk_push(w, "[%zu]", w->items);
-                        int r = 0;
-
-                        w->items++;
-                        if (is_map) {
-                                size_t k = walk_push(w, " key");
-                                r = walk_string(w);
-                                walk_pop(w, k);
-                        }
-                        if (!r)
-                                r = walk_value(w, items, depth + 1);
-                        walk_pop(w, saved);
-                        if (r)
-                                return -1;
-                }
+        if (walk_long(w, &count))
+            return -1;
+        if (count == 0)
+            return 0;
+        if (count < 0) {
+            int64_t bytes;
+            if (count == INT64_MIN)
+                return walk_fail(w, "invalid block count at byte %zu", at);
+            count = -count;
+            if (walk_long(w, &bytes))
+                return -1;
+            if (bytes < 0 || (uint64_t)bytes > walk_left(w))
+                return walk_fail(w, "block size %" PRId64 " at byte %zu exceeds remaining %zu",
+                                 bytes, at, walk_left(w));
         }
+        if ((uint64_t)count > IS_ENVELOPE_MAX_ITEMS - w->items)
+            return walk_fail(w, "%" PRId64 " more %s at byte %zu exceed the limit of %d per record",
+                             count, is_map ? "map entries" : "array items", at,
+                             IS_ENVELOPE_MAX_ITEMS);
+        for (i = 0; i < count; i++) {
+            size_t saved = walk_push(w, "[%zu]", w->items);
+            int r = 0;
+
+            w->items++;
+            if (is_map) {
+                size_t k = walk_push(w, " key");
+                r = walk_string(w);
+                walk_pop(w, k);
+            }
+            if (!r)
+                r = walk_value(w, items, depth + 1);
+            walk_pop(w, saved);
+            if (r)
+                return -1;
+        }
+    }
 }
 
-static int walk_value(struct envelope_walk *w, avro_schema_t s, int depth) {
-        size_t at = walk_off(w);
-        int64_t v;
-        size_t len, i, n;
+static int walk_value(struct envelope_walk *w, avro_schema_t s, int depth)
+{
+    size_t at = walk_off(w);
+    int64_t v;
+    size_t len, i, n;
 
-        if (depth > ENVELOPE_MAX_DEPTH)
-                return walk_fail(w, "values nested deeper than %d", ENVELOPE_MAX_DEPTH);
-        switch (avro_typeof(s)) {
-        case AVRO_NULL:
-                return 0;
-        case AVRO_BOOLEAN:
-                if (walk_fixed(w, 1))
-                        return -1;
-                if (w->p[-1] > 1)
-                        return walk_fail(w, "invalid boolean 0x%02x at byte %zu", w->p[-1], at);
-                return 0;
-        case AVRO_INT32:
-                if (walk_long(w, &v))
-                        return -1;
-                if (v < INT32_MIN || v > INT32_MAX)
-                        return walk_fail(w, "value %" PRId64 " at byte %zu is out of range for int", v, at);
-                return 0;
-        case AVRO_INT64:
-                return walk_long(w, &v);
-        case AVRO_FLOAT:
-                return walk_fixed(w, 4);
-        case AVRO_DOUBLE:
-                return walk_fixed(w, 8);
-        case AVRO_BYTES:
-                if (walk_length(w, &len))
-                        return -1;
-                w->p += len;
-                return 0;
-        case AVRO_STRING:
-                return walk_string(w);
-        case AVRO_FIXED:
-                return walk_fixed(w, (size_t)avro_schema_fixed_size(s));
-        case AVRO_ENUM:
-                if (walk_long(w, &v))
-                        return -1;
-                n = (size_t)avro_schema_enum_number_of_symbols(s);
-                if (v < 0 || (uint64_t)v >= n)
-                        return walk_fail(w, "invalid enum index %" PRId64 " at byte %zu (%s has %zu symbols)",
-                                         v, at, avro_schema_name(s), n);
-                return 0;
-        case AVRO_UNION:
-                if (walk_long(w, &v))
-                        return -1;
-                n = avro_schema_union_size(s);
-                if (v < 0 || (uint64_t)v >= n)
-                        return walk_fail(w, "invalid union branch %" PRId64 " at byte %zu (union has %zu branches)",
-                                         v, at, n);
-                return walk_value(w, avro_schema_union_branch(s, (int)v), depth + 1);
-        case AVRO_RECORD:
-                n = avro_schema_record_size(s);
-                for (i = 0; i < n; i++) {
-                        const char *name = avro_schema_record_field_name(s, (int)i);
-                        size_t saved = walk_push(w, w->pathlen ? ".%s" : "%s", name);
-                        int r = walk_value(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1);
-                        walk_pop(w, saved);
-                        if (r)
-                                return -1;
-                }
-                return 0;
-        case AVRO_MAP:
-        case AVRO_ARRAY:
-                return walk_blocks(w, s, depth);
-        case AVRO_LINK:
-                return walk_value(w, avro_schema_link_target(s), depth + 1);
-        default:
-                return walk_fail(w, "unsupported schema type %d", (int)avro_typeof(s));
+    if (depth > ENVELOPE_MAX_DEPTH)
+        return walk_fail(w, "values nested deeper than %d", ENVELOPE_MAX_DEPTH);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        return 0;
+    case AVRO_BOOLEAN:
+        if (walk_fixed(w, 1))
+            return -1;
+        if (w->p[-1] > 1)
+            return walk_fail(w, "invalid boolean 0x%02x at byte %zu", w->p[-1], at);
+        return 0;
+    case AVRO_INT32:
+        if (walk_long(w, &v))
+            return -1;
+        if (v < INT32_MIN || v > INT32_MAX)
+            return walk_fail(w, "value %" PRId64 " at byte %zu is out of range for int", v, at);
+        return 0;
+    case AVRO_INT64:
+        return walk_long(w, &v);
+    case AVRO_FLOAT:
+        return walk_fixed(w, 4);
+    case AVRO_DOUBLE:
+        return walk_fixed(w, 8);
+    case AVRO_BYTES:
+        if (walk_length(w, &len))
+            return -1;
+        w->p += len;
+        return 0;
+    case AVRO_STRING:
+        return walk_string(w);
+    case AVRO_FIXED:
+        return walk_fixed(w, (size_t)avro_schema_fixed_size(s));
+    case AVRO_ENUM:
+        if (walk_long(w, &v))
+            return -1;
+        n = (size_t)avro_schema_enum_number_of_symbols(s);
+        if (v < 0 || (uint64_t)v >= n)
+            return walk_fail(w, "invalid enum index %" PRId64 " at byte %zu (%s has %zu symbols)",
+                             v, at, avro_schema_name(s), n);
+        return 0;
+    case AVRO_UNION:
+        if (walk_long(w, &v))
+            return -1;
+        n = avro_schema_union_size(s);
+        if (v < 0 || (uint64_t)v >= n)
+            return walk_fail(
+                w, "invalid union branch %" PRId64 " at byte %zu (union has %zu branches)", v, at,
+                n);
+        return walk_value(w, avro_schema_union_branch(s, (int)v), depth + 1);
+    case AVRO_RECORD:
+        n = avro_schema_record_size(s);
+        for (i = 0; i < n; i++) {
+            const char *name = avro_schema_record_field_name(s, (int)i);
+            size_t saved = walk_push(w, w->pathlen ? ".%s" : "%s", name);
+            int r = walk_value(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1);
+            walk_pop(w, saved);
+            if (r)
+                return -1;
         }
+        return 0;
+    case AVRO_MAP:
+    case AVRO_ARRAY:
+        return walk_blocks(w, s, depth);
+    case AVRO_LINK:
+        return walk_value(w, avro_schema_link_target(s), depth + 1);
+    default:
+        return walk_fail(w, "unsupported schema type %d", (int)avro_typeof(s));
+    }
 }
 
 /* Checks the whole body [p, end) against schema s; on success *itemsp is
  * the number of map entries and array elements. */
 static int envelope_walk(const unsigned char *msg, const unsigned char *p, const unsigned char *end,
-                         avro_schema_t s, size_t *itemsp, char *errstr, size_t errstr_size) {
-        struct envelope_walk w = {.msg = msg, .p = p, .end = end, .errstr = errstr,
-                                  .errstr_size = errstr_size};
+                         avro_schema_t s, size_t *itemsp, char *errstr, size_t errstr_size)
+{
+    struct envelope_walk w = {
+        .msg = msg, .p = p, .end = end, .errstr = errstr, .errstr_size = errstr_size};
 
-        if (walk_value(&w, s, 0))
-                return -1;
-        if (w.p != w.end) {
-                size_t extra = walk_left(&w);
-                return walk_fail(&w, "trailing %zu byte%s after the record (at byte %zu)", extra,
-                                 extra == 1 ? "" : "s", walk_off(&w));
-        }
-        *itemsp = w.items;
-        return 0;
+    if (walk_value(&w, s, 0))
+        return -1;
+    if (w.p != w.end) {
+        size_t extra = walk_left(&w);
+        return walk_fail(&w, "trailing %zu byte%s after the record (at byte %zu)", extra,
+                         extra == 1 ? "" : "s", walk_off(&w));
+    }
+    *itemsp = w.items;
+    return 0;
 }
 
 /* The seam for Schema Registry support: the writer schema of a message.
@@ -501,513 +520,500 @@ static int envelope_walk(const unsigned char *msg, const unsigned char *p, const
  * by id and resolved (avro_resolved_reader_new) against the bundled one.
  * Note for then: avro-c 1.11.1 ignores field defaults, so a reader field
  * missing from the writer schema cannot be filled in by avro-c. */
-static avro_schema_t envelope_writer_schema(int schema_id) {
-        (void)schema_id;
-        return envelope_schema;
+static avro_schema_t envelope_writer_schema(int schema_id)
+{
+    (void)schema_id;
+    return envelope_schema;
 }
 
 /* Copies an Avro string out of a value; avro-c's size includes the NUL. */
-static int copy_string(avro_value_t *v, char **out) {
-        const char *s = NULL;
-        size_t size = 0;
+static int copy_string(avro_value_t *v, char **out)
+{
+    const char *s = NULL;
+    size_t size = 0;
 
-        if (avro_value_get_string(v, &s, &size))
-                return -1;
-        if (!s || size == 0)
-                return (*out = strdup("")) ? 0 : -1;
-        if (!(*out = malloc(size)))
-                return -1;
-        memcpy(*out, s, size - 1);
-        (*out)[size - 1] = '\0';
-        return 0;
+    if (avro_value_get_string(v, &s, &size))
+        return -1;
+    if (!s || size == 0)
+        return (*out = strdup("")) ? 0 : -1;
+    if (!(*out = malloc(size)))
+        return -1;
+    memcpy(*out, s, size - 1);
+    (*out)[size - 1] = '\0';
+    return 0;
 }
 
-static int copy_field(avro_value_t *rec, const char *name, char **out) {
-        avro_value_t f;
+static int copy_field(avro_value_t *rec, const char *name, char **out)
+{
+    avro_value_t f;
 
-        if (avro_value_get_by_name(rec, name, &f, NULL))
-                return -1;
-        return copy_string(&f, out);
+    if (avro_value_get_by_name(rec, name, &f, NULL))
+        return -1;
+    return copy_string(&f, out);
 }
 
 /* Optional string: union ["null", "string"]; NULL for the null branch. */
-static int copy_nullable(avro_value_t *rec, const char *name, char **out) {
-        avro_value_t f, branch;
-        int disc;
+static int copy_nullable(avro_value_t *rec, const char *name, char **out)
+{
+    avro_value_t f, branch;
+    int disc;
 
-        if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_discriminant(&f, &disc) ||
-            avro_value_get_current_branch(&f, &branch))
-                return -1;
-        if (disc == 0) {
-                *out = NULL;
-                return 0;
-        }
-        return copy_string(&branch, out);
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_discriminant(&f, &disc) ||
+        avro_value_get_current_branch(&f, &branch))
+        return -1;
+    if (disc == 0) {
+        *out = NULL;
+        return 0;
+    }
+    return copy_string(&branch, out);
 }
 
 /* Copies the generic value into a new record. -1 only on out of memory or
  * a value that does not match the bundled schema (a bug). */
-static int record_from_value(avro_value_t *v, is_record_t *rec) {
-        avro_value_t f, branch, child;
-        const char *sym;
-        size_t i, n;
-        int idx, disc;
+static int record_from_value(avro_value_t *v, is_record_t *rec)
+{
+    avro_value_t f, branch, child;
+    const char *sym;
+    size_t i, n;
+    int idx, disc;
 
-        if (copy_field(v, "id", &rec->id) || copy_field(v, "tenant", &rec->tenant) ||
-            copy_field(v, "content_type", &rec->content_type) ||
-            copy_field(v, "filename", &rec->filename))
+    if (copy_field(v, "id", &rec->id) || copy_field(v, "tenant", &rec->tenant) ||
+        copy_field(v, "content_type", &rec->content_type) ||
+        copy_field(v, "filename", &rec->filename))
+        return -1;
+
+    /* avro-c stores any enum index it reads, and avro_schema_enum_get()
+     * returns uninitialised stack memory for one out of range: the walk
+     * has checked it, this is belt and braces. */
+    if (avro_value_get_by_name(v, "source", &f, NULL) || avro_value_get_enum(&f, &idx) || idx < 0 ||
+        idx >= avro_schema_enum_number_of_symbols(avro_value_get_schema(&f)) ||
+        !(sym = avro_schema_enum_get(avro_value_get_schema(&f), idx)) ||
+        !(rec->source = strdup(sym)))
+        return -1;
+
+    if (avro_value_get_by_name(v, "uploaded_at", &f, NULL) ||
+        avro_value_get_long(&f, &rec->uploaded_at_ms))
+        return -1;
+    if (avro_value_get_by_name(v, "retention_days", &f, NULL) ||
+        avro_value_get_int(&f, &rec->retention_days))
+        return -1;
+
+    if (avro_value_get_by_name(v, "attributes", &f, NULL) || avro_value_get_size(&f, &n))
+        return -1;
+    if (n) {
+        if (!(rec->attr_keys = calloc(n, sizeof(*rec->attr_keys))) ||
+            !(rec->attr_values = calloc(n, sizeof(*rec->attr_values))))
+            return -1;
+        for (i = 0; i < n; i++) {
+            const char *key = NULL;
+            if (avro_value_get_by_index(&f, i, &child, &key) || !(rec->attr_keys[i] = strdup(key)))
                 return -1;
-
-        /* avro-c stores any enum index it reads, and avro_schema_enum_get()
-         * returns uninitialised stack memory for one out of range: the walk
-         * has checked it, this is belt and braces. */
-        if (avro_value_get_by_name(v, "source", &f, NULL) || avro_value_get_enum(&f, &idx) ||
-            idx < 0 || idx >= avro_schema_enum_number_of_symbols(avro_value_get_schema(&f)) ||
-            !(sym = avro_schema_enum_get(avro_value_get_schema(&f), idx)) ||
-            !(rec->source = strdup(sym)))
-                return -1;
-
-        if (avro_value_get_by_name(v, "uploaded_at", &f, NULL) ||
-            avro_value_get_long(&f, &rec->uploaded_at_ms))
-                return -1;
-        if (avro_value_get_by_name(v, "retention_days", &f, NULL) ||
-            avro_value_get_int(&f, &rec->retention_days))
-                return -1;
-
-        if (avro_value_get_by_name(v, "attributes", &f, NULL) || avro_value_get_size(&f, &n))
-                return -1;
-        if (n) {
-                if (!(rec->attr_keys = calloc(n, sizeof(*rec->attr_keys))) ||
-                    !(rec->attr_values = calloc(n, sizeof(*rec->attr_values))))
-                        return -1;
-                for (i = 0; i < n; i++) {
-                        const char *key = NULL;
-                        if (avro_value_get_by_index(&f, i, &child, &key) ||
-                            !(rec->attr_keys[i] = strdup(key)))
-                                return -1;
-                        rec->nattrs = i + 1; /* destroy frees keys and values up to here */
-                        if (copy_string(&child, &rec->attr_values[i]))
-                                return -1;
-                }
-        }
-
-        if (avro_value_get_by_name(v, "payload", &f, NULL) ||
-            avro_value_get_discriminant(&f, &disc) || avro_value_get_current_branch(&f, &branch))
-                return -1;
-        if (disc == 0) {
-                const void *bytes = NULL;
-                size_t size = 0;
-                if (avro_value_get_bytes(&branch, &bytes, &size))
-                        return -1;
-                rec->payload_is_ref = 0;
-                rec->payload_len = size;
-                if (size) {
-                        if (!(rec->payload = malloc(size)))
-                                return -1;
-                        memcpy(rec->payload, bytes, size);
-                }
-        } else {
-                rec->payload_is_ref = 1;
-                if (copy_field(&branch, "bucket", &rec->ref.bucket) ||
-                    copy_field(&branch, "key", &rec->ref.key) ||
-                    copy_nullable(&branch, "version_id", &rec->ref.version_id) ||
-                    copy_nullable(&branch, "sha256", &rec->ref.sha256) ||
-                    avro_value_get_by_name(&branch, "size", &child, NULL) ||
-                    avro_value_get_long(&child, &rec->ref.size))
-                        return -1;
-        }
-        return 0;
-}
-
-/* id and tenant are path segments of object keys. */
-static int check_key_part(const char *field, const char *s, char *errstr, size_t errstr_size) {
-        size_t i, len = strlen(s);
-
-        if (len == 0) {
-                snprintf(errstr, errstr_size, "%s is empty", field);
+            rec->nattrs = i + 1; /* destroy frees keys and values up to here */
+            if (copy_string(&child, &rec->attr_values[i]))
                 return -1;
         }
-        if (len > IS_ENVELOPE_ID_MAX) {
-                snprintf(errstr, errstr_size, "%s is %zu bytes, longer than %d", field, len,
-                         IS_ENVELOPE_ID_MAX);
+    }
+
+    if (avro_value_get_by_name(v, "payload", &f, NULL) || avro_value_get_discriminant(&f, &disc) ||
+        avro_value_get_current_branch(&f, &branch))
+        return -1;
+    if (disc == 0) {
+        const void *bytes = NULL;
+        size_t size = 0;
+        if (avro_value_get_bytes(&branch, &bytes, &size))
+            return -1;
+        rec->payload_is_ref = 0;
+        rec->payload_len = size;
+        if (size) {
+            if (!(rec->payload = malloc(size)))
                 return -1;
+            memcpy(rec->payload, bytes, size);
         }
-        for (i = 0; i < len; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '.' || c == '_' || c == '-')) {
-                        snprintf(errstr, errstr_size,
-                                 "%s contains character 0x%02x at position %zu (allowed: A-Z a-z 0-9 . _ -)",
-                                 field, c, i);
-                        return -1;
-                }
-        }
-        if (!strcmp(s, ".") || !strcmp(s, "..")) {
-                snprintf(errstr, errstr_size, "%s must not be \"%s\"", field, s);
-                return -1;
-        }
-        return 0;
+    } else {
+        rec->payload_is_ref = 1;
+        if (copy_field(&branch, "bucket", &rec->ref.bucket) ||
+            copy_field(&branch, "key", &rec->ref.key) ||
+            copy_nullable(&branch, "version_id", &rec->ref.version_id) ||
+            copy_nullable(&branch, "sha256", &rec->ref.sha256) ||
+            avro_value_get_by_name(&branch, "size", &child, NULL) ||
+            avro_value_get_long(&child, &rec->ref.size))
+            return -1;
+    }
+    return 0;
 }
 
 /* The field rules beyond the schema (see envelope.h). */
-static int record_validate(const is_record_t *rec, char *errstr, size_t errstr_size) {
-        if (check_key_part("id", rec->id, errstr, errstr_size) ||
-            check_key_part("tenant", rec->tenant, errstr, errstr_size))
-                return -1;
-        if (rec->uploaded_at_ms < 0 || rec->uploaded_at_ms > IS_ENVELOPE_UPLOADED_AT_MAX_MS) {
-                snprintf(errstr, errstr_size, "uploaded_at %" PRId64 " out of range 0..%" PRId64,
-                         rec->uploaded_at_ms, IS_ENVELOPE_UPLOADED_AT_MAX_MS);
-                return -1;
+static int record_validate(const is_record_t *rec, char *errstr, size_t errstr_size)
+{
+    /* id and tenant become path segments of object keys: the same rule
+     * as the key builder, checked here so a bad one is an envelope
+     * error naming the field. */
+    if (is_keys_check_segment("id", rec->id, errstr, errstr_size) ||
+        is_keys_check_segment("tenant", rec->tenant, errstr, errstr_size))
+        return -1;
+    if (rec->uploaded_at_ms < 0 || rec->uploaded_at_ms > IS_ENVELOPE_UPLOADED_AT_MAX_MS) {
+        snprintf(errstr, errstr_size, "uploaded_at %" PRId64 " out of range 0..%" PRId64,
+                 rec->uploaded_at_ms, IS_ENVELOPE_UPLOADED_AT_MAX_MS);
+        return -1;
+    }
+    if (rec->retention_days < IS_ENVELOPE_RETENTION_MIN ||
+        rec->retention_days > IS_ENVELOPE_RETENTION_MAX) {
+        snprintf(errstr, errstr_size, "retention_days %" PRId32 " out of range %d..%d",
+                 rec->retention_days, IS_ENVELOPE_RETENTION_MIN, IS_ENVELOPE_RETENTION_MAX);
+        return -1;
+    }
+    if (!rec->payload_is_ref && rec->payload_len == 0) {
+        snprintf(errstr, errstr_size, "payload: inline bytes are empty");
+        return -1;
+    }
+    if (rec->payload_is_ref) {
+        if (!rec->ref.bucket[0] || !rec->ref.key[0]) {
+            snprintf(errstr, errstr_size, "payload.%s is empty",
+                     rec->ref.bucket[0] ? "key" : "bucket");
+            return -1;
         }
-        if (rec->retention_days < IS_ENVELOPE_RETENTION_MIN ||
-            rec->retention_days > IS_ENVELOPE_RETENTION_MAX) {
-                snprintf(errstr, errstr_size, "retention_days %" PRId32 " out of range %d..%d",
-                         rec->retention_days, IS_ENVELOPE_RETENTION_MIN, IS_ENVELOPE_RETENTION_MAX);
-                return -1;
+        if (rec->ref.size <= 0) {
+            snprintf(errstr, errstr_size, "payload.size %" PRId64 " must be positive",
+                     rec->ref.size);
+            return -1;
         }
-        if (!rec->payload_is_ref && rec->payload_len == 0) {
-                snprintf(errstr, errstr_size, "payload: inline bytes are empty");
-                return -1;
-        }
-        if (rec->payload_is_ref) {
-                if (!rec->ref.bucket[0] || !rec->ref.key[0]) {
-                        snprintf(errstr, errstr_size, "payload.%s is empty",
-                                 rec->ref.bucket[0] ? "key" : "bucket");
-                        return -1;
-                }
-                if (rec->ref.size <= 0) {
-                        snprintf(errstr, errstr_size, "payload.size %" PRId64 " must be positive",
-                                 rec->ref.size);
-                        return -1;
-                }
-        }
-        return 0;
+    }
+    return 0;
 }
 
 int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
                        size_t max_record_bytes, is_record_t **recp, char *errstr,
-                       size_t errstr_size) {
-        const unsigned char *msg = buf, *body;
-        char kind[48], why[512];
-        int confluent, schema_id = -1, have_value = 0, r = -1, rc;
-        struct envelope_budget budget = {0};
-        avro_reader_t reader = NULL;
-        avro_value_t value;
-        is_record_t *rec = NULL;
-        size_t items = 0;
+                       size_t errstr_size)
+{
+    const unsigned char *msg = buf, *body;
+    char kind[48], why[512];
+    int confluent, schema_id = -1, have_value = 0, r = -1, rc;
+    struct envelope_budget budget = {0};
+    avro_reader_t reader = NULL;
+    avro_value_t value;
+    is_record_t *rec = NULL;
+    size_t items = 0;
 
-        tl_last_peak = 0;
-        why[0] = '\0';
-        if (recp)
-                *recp = NULL;
-        if (!recp || (!buf && len)) {
-                snprintf(errstr, errstr_size, "invalid arguments");
-                return -1;
-        }
-        if (!envelope_iface) {
-                snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
-                return -1;
-        }
-        if (len == 0) {
-                snprintf(errstr, errstr_size, "empty message");
-                return -1;
-        }
-        if (len > max_record_bytes) {
-                snprintf(errstr, errstr_size, "message is %zu bytes, exceeds the limit of %zu",
-                         len, max_record_bytes);
-                return -1;
-        }
+    tl_last_peak = 0;
+    why[0] = '\0';
+    if (recp)
+        *recp = NULL;
+    if (!recp || (!buf && len)) {
+        snprintf(errstr, errstr_size, "invalid arguments");
+        return -1;
+    }
+    if (!envelope_iface) {
+        snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
+        return -1;
+    }
+    if (len == 0) {
+        snprintf(errstr, errstr_size, "empty message");
+        return -1;
+    }
+    if (len > max_record_bytes) {
+        snprintf(errstr, errstr_size, "message is %zu bytes, exceeds the limit of %zu", len,
+                 max_record_bytes);
+        return -1;
+    }
 
-        switch (fmt) {
-        case IS_ENVELOPE_AUTO:
-                confluent = msg[0] == 0;
-                break;
-        case IS_ENVELOPE_AVRO:
-                confluent = 0;
-                break;
-        case IS_ENVELOPE_CONFLUENT:
-                if (msg[0] != 0) {
-                        snprintf(errstr, errstr_size, "unknown magic byte 0x%02x", msg[0]);
-                        return -1;
-                }
-                confluent = 1;
-                break;
-        default:
-                snprintf(errstr, errstr_size, "unknown envelope format %d", (int)fmt);
-                return -1;
+    switch (fmt) {
+    case IS_ENVELOPE_AUTO:
+        confluent = msg[0] == 0;
+        break;
+    case IS_ENVELOPE_AVRO:
+        confluent = 0;
+        break;
+    case IS_ENVELOPE_CONFLUENT:
+        if (msg[0] != 0) {
+            snprintf(errstr, errstr_size, "unknown magic byte 0x%02x", msg[0]);
+            return -1;
         }
+        confluent = 1;
+        break;
+    default:
+        snprintf(errstr, errstr_size, "unknown envelope format %d", (int)fmt);
+        return -1;
+    }
 
-        if (confluent) {
-                uint32_t id;
-                if (len < ENVELOPE_CONFLUENT_HDR) {
-                        snprintf(errstr, errstr_size,
-                                 "Confluent: truncated header: %zu bytes, need %d", len,
-                                 ENVELOPE_CONFLUENT_HDR);
-                        return -1;
-                }
-                id = (uint32_t)msg[1] << 24 | (uint32_t)msg[2] << 16 | (uint32_t)msg[3] << 8 | msg[4];
-                if (id > INT_MAX) {
-                        snprintf(errstr, errstr_size, "Confluent: schema id %" PRIu32 " out of range", id);
-                        return -1;
-                }
-                schema_id = (int)id;
-                body = msg + ENVELOPE_CONFLUENT_HDR;
-                snprintf(kind, sizeof(kind), "Confluent schema id %d", schema_id);
-        } else {
-                body = msg;
-                snprintf(kind, sizeof(kind), "plain Avro");
+    if (confluent) {
+        uint32_t id;
+        if (len < ENVELOPE_CONFLUENT_HDR) {
+            snprintf(errstr, errstr_size, "Confluent: truncated header: %zu bytes, need %d", len,
+                     ENVELOPE_CONFLUENT_HDR);
+            return -1;
         }
+        id = (uint32_t)msg[1] << 24 | (uint32_t)msg[2] << 16 | (uint32_t)msg[3] << 8 | msg[4];
+        if (id > INT_MAX) {
+            snprintf(errstr, errstr_size, "Confluent: schema id %" PRIu32 " out of range", id);
+            return -1;
+        }
+        schema_id = (int)id;
+        body = msg + ENVELOPE_CONFLUENT_HDR;
+        snprintf(kind, sizeof(kind), "Confluent schema id %d", schema_id);
+    } else {
+        body = msg;
+        snprintf(kind, sizeof(kind), "plain Avro");
+    }
 
-        if (envelope_walk(msg, body, msg + len, envelope_writer_schema(schema_id), &items, why,
-                          sizeof(why)))
-                goto done;
+    if (envelope_walk(msg, body, msg + len, envelope_writer_schema(schema_id), &items, why,
+                      sizeof(why)))
+        goto done;
 
-        /* The value and the reader are created outside the budget: their
-         * size does not depend on the input, and avro-c's cleanup after a
-         * failed avro_generic_value_new() frees a wrong pointer. */
-        if (avro_generic_value_new(envelope_iface, &value)) {
-                snprintf(why, sizeof(why), "out of memory");
-                goto done;
-        }
-        have_value = 1;
-        if (!(reader = avro_reader_memory((const char *)body, (int64_t)(msg + len - body)))) {
-                snprintf(why, sizeof(why), "out of memory");
-                goto done;
-        }
+    /* The value and the reader are created outside the budget: their
+     * size does not depend on the input, and avro-c's cleanup after a
+     * failed avro_generic_value_new() frees a wrong pointer. */
+    if (avro_generic_value_new(envelope_iface, &value)) {
+        snprintf(why, sizeof(why), "out of memory");
+        goto done;
+    }
+    have_value = 1;
+    if (!(reader = avro_reader_memory((const char *)body, (int64_t)(msg + len - body)))) {
+        snprintf(why, sizeof(why), "out of memory");
+        goto done;
+    }
 
-        budget.limit = sat_add(sat_add(ENVELOPE_BUDGET_BASE, sat_mul(len, 2)),
-                               sat_mul(items, ENVELOPE_BUDGET_PER_ITEM));
-        tl_budget = &budget;
-        rc = avro_value_read(reader, &value);
-        tl_budget = NULL;
-        tl_last_peak = budget.peak;
-        if (rc) {
-                /* avro_strerror() is one process-wide buffer in Debian's
-                 * avro-c (built without THREADSAFE): another thread may
-                 * overwrite it, so it is only a hint. */
-                if (budget.exceeded)
-                        snprintf(why, sizeof(why),
-                                 "decoding needs more than %zu bytes of memory "
-                                 "(budget for %zu bytes in, %zu map entries)",
-                                 budget.limit, len, items);
-                else
-                        snprintf(why, sizeof(why), "avro-c: %.200s", avro_strerror());
-                goto done;
-        }
+    budget.limit = sat_add(sat_add(ENVELOPE_BUDGET_BASE, sat_mul(len, 2)),
+                           sat_mul(items, ENVELOPE_BUDGET_PER_ITEM));
+    tl_budget = &budget;
+    rc = avro_value_read(reader, &value);
+    tl_budget = NULL;
+    tl_last_peak = budget.peak;
+    if (rc) {
+        /* avro_strerror() is one process-wide buffer in Debian's
+         * avro-c (built without THREADSAFE): another thread may
+         * overwrite it, so it is only a hint. */
+        if (budget.exceeded)
+            snprintf(why, sizeof(why),
+                     "decoding needs more than %zu bytes of memory "
+                     "(budget for %zu bytes in, %zu map entries)",
+                     budget.limit, len, items);
+        else
+            snprintf(why, sizeof(why), "avro-c: %.200s", avro_strerror());
+        goto done;
+    }
 
-        if (!(rec = calloc(1, sizeof(*rec)))) {
-                snprintf(why, sizeof(why), "out of memory");
-                goto done;
-        }
-        rec->schema_id = schema_id;
-        if (record_from_value(&value, rec)) {
-                snprintf(why, sizeof(why), "cannot copy the decoded record (out of memory?)");
-                goto done;
-        }
-        if (record_validate(rec, why, sizeof(why)))
-                goto done;
-        r = 0;
+    if (!(rec = calloc(1, sizeof(*rec)))) {
+        snprintf(why, sizeof(why), "out of memory");
+        goto done;
+    }
+    rec->schema_id = schema_id;
+    if (record_from_value(&value, rec)) {
+        snprintf(why, sizeof(why), "cannot copy the decoded record (out of memory?)");
+        goto done;
+    }
+    if (record_validate(rec, why, sizeof(why)))
+        goto done;
+    r = 0;
 
 done:
-        if (reader)
-                avro_reader_free(reader);
-        if (have_value)
-                avro_value_decref(&value);
-        if (r) {
-                is_record_destroy(rec);
-                snprintf(errstr, errstr_size, "%s: %s", kind, why);
-                return -1;
-        }
-        *recp = rec;
-        return 0;
+    if (reader)
+        avro_reader_free(reader);
+    if (have_value)
+        avro_value_decref(&value);
+    if (r) {
+        is_record_destroy(rec);
+        snprintf(errstr, errstr_size, "%s: %s", kind, why);
+        return -1;
+    }
+    *recp = rec;
+    return 0;
 }
 
-static int set_string(avro_value_t *rec, const char *name, const char *s) {
-        avro_value_t f;
-        return avro_value_get_by_name(rec, name, &f, NULL) || avro_value_set_string(&f, s) ? -1 : 0;
+static int set_string(avro_value_t *rec, const char *name, const char *s)
+{
+    avro_value_t f;
+    return avro_value_get_by_name(rec, name, &f, NULL) || avro_value_set_string(&f, s) ? -1 : 0;
 }
 
-static int set_nullable(avro_value_t *rec, const char *name, const char *s) {
-        avro_value_t f, branch;
+static int set_nullable(avro_value_t *rec, const char *name, const char *s)
+{
+    avro_value_t f, branch;
 
-        if (avro_value_get_by_name(rec, name, &f, NULL) ||
-            avro_value_set_branch(&f, s ? 1 : 0, &branch))
-                return -1;
-        return s ? avro_value_set_string(&branch, s) : avro_value_set_null(&branch);
+    if (avro_value_get_by_name(rec, name, &f, NULL) ||
+        avro_value_set_branch(&f, s ? 1 : 0, &branch))
+        return -1;
+    return s ? avro_value_set_string(&branch, s) : avro_value_set_null(&branch);
 }
 
 /* What Avro itself needs from a record; names the first problem. */
-static const char *record_unencodable(const is_record_t *rec) {
-        size_t i;
+static const char *record_unencodable(const is_record_t *rec)
+{
+    size_t i;
 
-        if (!rec->id || !rec->tenant || !rec->source || !rec->content_type || !rec->filename)
-                return "id, tenant, source, content_type and filename must not be NULL";
-        if (strcmp(rec->source, "stream") && strcmp(rec->source, "api"))
-                return "source must be \"stream\" or \"api\"";
-        if (rec->nattrs && (!rec->attr_keys || !rec->attr_values))
-                return "nattrs > 0 but attr_keys or attr_values is NULL";
-        for (i = 0; i < rec->nattrs; i++)
-                if (!rec->attr_keys[i] || !rec->attr_values[i])
-                        return "NULL attribute key or value";
-        if (!rec->payload_is_ref && rec->payload_len && !rec->payload)
-                return "payload_len > 0 but payload is NULL";
-        if (rec->payload_is_ref && (!rec->ref.bucket || !rec->ref.key))
-                return "ref.bucket and ref.key must not be NULL";
-        return NULL;
+    if (!rec->id || !rec->tenant || !rec->source || !rec->content_type || !rec->filename)
+        return "id, tenant, source, content_type and filename must not be NULL";
+    if (strcmp(rec->source, "stream") && strcmp(rec->source, "api"))
+        return "source must be \"stream\" or \"api\"";
+    if (rec->nattrs && (!rec->attr_keys || !rec->attr_values))
+        return "nattrs > 0 but attr_keys or attr_values is NULL";
+    for (i = 0; i < rec->nattrs; i++)
+        if (!rec->attr_keys[i] || !rec->attr_values[i])
+            return "NULL attribute key or value";
+    if (!rec->payload_is_ref && rec->payload_len && !rec->payload)
+        return "payload_len > 0 but payload is NULL";
+    if (rec->payload_is_ref && (!rec->ref.bucket || !rec->ref.key))
+        return "ref.bucket and ref.key must not be NULL";
+    return NULL;
 }
 
 int is_envelope_encode(const is_record_t *rec, int schema_id, void **bufp, size_t *lenp,
-                       char *errstr, size_t errstr_size) {
-        avro_value_t v, f, branch, child;
-        avro_writer_t writer = NULL;
-        unsigned char *out = NULL;
-        size_t size = 0, hdr = schema_id < 0 ? 0 : ENVELOPE_CONFLUENT_HDR, i;
-        int have_value = 0, r = -1;
-        const char *bad;
+                       char *errstr, size_t errstr_size)
+{
+    avro_value_t v, f, branch, child;
+    avro_writer_t writer = NULL;
+    unsigned char *out = NULL;
+    size_t size = 0, hdr = schema_id < 0 ? 0 : ENVELOPE_CONFLUENT_HDR, i;
+    int have_value = 0, r = -1;
+    const char *bad;
 
-        if (!rec || !bufp || !lenp) {
-                snprintf(errstr, errstr_size, "invalid arguments");
-                return -1;
-        }
-        *bufp = NULL;
-        *lenp = 0;
-        if (!envelope_iface) {
-                snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
-                return -1;
-        }
-        if ((bad = record_unencodable(rec))) {
-                snprintf(errstr, errstr_size, "cannot encode record: %s", bad);
-                return -1;
-        }
-        if (avro_generic_value_new(envelope_iface, &v))
-                goto done;
-        have_value = 1;
+    if (!rec || !bufp || !lenp) {
+        snprintf(errstr, errstr_size, "invalid arguments");
+        return -1;
+    }
+    *bufp = NULL;
+    *lenp = 0;
+    if (!envelope_iface) {
+        snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
+        return -1;
+    }
+    if ((bad = record_unencodable(rec))) {
+        snprintf(errstr, errstr_size, "cannot encode record: %s", bad);
+        return -1;
+    }
+    if (avro_generic_value_new(envelope_iface, &v))
+        goto done;
+    have_value = 1;
 
-        if (set_string(&v, "id", rec->id) || set_string(&v, "tenant", rec->tenant) ||
-            set_string(&v, "content_type", rec->content_type) ||
-            set_string(&v, "filename", rec->filename))
-                goto done;
-        if (avro_value_get_by_name(&v, "source", &f, NULL) ||
-            avro_value_set_enum(&f, strcmp(rec->source, "stream") ? 1 : 0))
-                goto done;
-        if (avro_value_get_by_name(&v, "uploaded_at", &f, NULL) ||
-            avro_value_set_long(&f, rec->uploaded_at_ms))
-                goto done;
-        if (avro_value_get_by_name(&v, "retention_days", &f, NULL) ||
-            avro_value_set_int(&f, rec->retention_days))
-                goto done;
-        if (avro_value_get_by_name(&v, "attributes", &f, NULL))
-                goto done;
-        for (i = 0; i < rec->nattrs; i++)
-                if (avro_value_add(&f, rec->attr_keys[i], &child, NULL, NULL) ||
-                    avro_value_set_string(&child, rec->attr_values[i]))
-                        goto done;
-        if (avro_value_get_by_name(&v, "payload", &f, NULL) ||
-            avro_value_set_branch(&f, rec->payload_is_ref ? 1 : 0, &branch))
-                goto done;
-        if (!rec->payload_is_ref) {
-                /* avro-c memcpy's from the pointer even for length 0. */
-                if (avro_value_set_bytes(&branch, rec->payload ? (void *)rec->payload : (void *)"",
-                                         rec->payload_len))
-                        goto done;
-        } else if (set_string(&branch, "bucket", rec->ref.bucket) ||
-                   set_string(&branch, "key", rec->ref.key) ||
-                   set_nullable(&branch, "version_id", rec->ref.version_id) ||
-                   set_nullable(&branch, "sha256", rec->ref.sha256) ||
-                   avro_value_get_by_name(&branch, "size", &child, NULL) ||
-                   avro_value_set_long(&child, rec->ref.size)) {
-                goto done;
-        }
+    if (set_string(&v, "id", rec->id) || set_string(&v, "tenant", rec->tenant) ||
+        set_string(&v, "content_type", rec->content_type) ||
+        set_string(&v, "filename", rec->filename))
+        goto done;
+    if (avro_value_get_by_name(&v, "source", &f, NULL) ||
+        avro_value_set_enum(&f, strcmp(rec->source, "stream") ? 1 : 0))
+        goto done;
+    if (avro_value_get_by_name(&v, "uploaded_at", &f, NULL) ||
+        avro_value_set_long(&f, rec->uploaded_at_ms))
+        goto done;
+    if (avro_value_get_by_name(&v, "retention_days", &f, NULL) ||
+        avro_value_set_int(&f, rec->retention_days))
+        goto done;
+    if (avro_value_get_by_name(&v, "attributes", &f, NULL))
+        goto done;
+    for (i = 0; i < rec->nattrs; i++)
+        if (avro_value_add(&f, rec->attr_keys[i], &child, NULL, NULL) ||
+            avro_value_set_string(&child, rec->attr_values[i]))
+            goto done;
+    if (avro_value_get_by_name(&v, "payload", &f, NULL) ||
+        avro_value_set_branch(&f, rec->payload_is_ref ? 1 : 0, &branch))
+        goto done;
+    if (!rec->payload_is_ref) {
+        /* avro-c memcpy's from the pointer even for length 0. */
+        if (avro_value_set_bytes(&branch, rec->payload ? (void *)rec->payload : (void *)"",
+                                 rec->payload_len))
+            goto done;
+    } else if (set_string(&branch, "bucket", rec->ref.bucket) ||
+               set_string(&branch, "key", rec->ref.key) ||
+               set_nullable(&branch, "version_id", rec->ref.version_id) ||
+               set_nullable(&branch, "sha256", rec->ref.sha256) ||
+               avro_value_get_by_name(&branch, "size", &child, NULL) ||
+               avro_value_set_long(&child, rec->ref.size)) {
+        goto done;
+    }
 
-        if (avro_value_sizeof(&v, &size) || !(out = malloc(hdr + size)))
-                goto done;
-        if (!(writer = avro_writer_memory((const char *)out + hdr, (int64_t)size)) ||
-            avro_value_write(writer, &v))
-                goto done;
-        if (hdr) {
-                uint32_t id = (uint32_t)schema_id;
-                out[0] = 0;
-                out[1] = (unsigned char)(id >> 24);
-                out[2] = (unsigned char)(id >> 16);
-                out[3] = (unsigned char)(id >> 8);
-                out[4] = (unsigned char)id;
-        }
-        r = 0;
+    if (avro_value_sizeof(&v, &size) || !(out = malloc(hdr + size)))
+        goto done;
+    if (!(writer = avro_writer_memory((const char *)out + hdr, (int64_t)size)) ||
+        avro_value_write(writer, &v))
+        goto done;
+    if (hdr) {
+        uint32_t id = (uint32_t)schema_id;
+        out[0] = 0;
+        out[1] = (unsigned char)(id >> 24);
+        out[2] = (unsigned char)(id >> 16);
+        out[3] = (unsigned char)(id >> 8);
+        out[4] = (unsigned char)id;
+    }
+    r = 0;
 
 done:
-        if (writer)
-                avro_writer_free(writer);
-        if (have_value)
-                avro_value_decref(&v);
-        if (r) {
-                /* Only out of memory gets here; avro_strerror() may be
-                 * another thread's message (one global buffer). */
-                snprintf(errstr, errstr_size, "cannot encode record: %.200s", avro_strerror());
-                free(out);
-                return -1;
-        }
-        *bufp = out;
-        *lenp = hdr + size;
+    if (writer)
+        avro_writer_free(writer);
+    if (have_value)
+        avro_value_decref(&v);
+    if (r) {
+        /* Only out of memory gets here; avro_strerror() may be
+         * another thread's message (one global buffer). */
+        snprintf(errstr, errstr_size, "cannot encode record: %.200s", avro_strerror());
+        free(out);
+        return -1;
+    }
+    *bufp = out;
+    *lenp = hdr + size;
+    return 0;
+}
+
+int is_envelope_global_init(char *errstr, size_t errstr_size)
+{
+    avro_schema_t schema = NULL;
+
+    if (envelope_iface)
         return 0;
+    avro_set_allocator(envelope_alloc, NULL);
+    if (avro_schema_from_json_length(envelope_schema_json, sizeof(envelope_schema_json) - 1,
+                                     &schema)) {
+        snprintf(errstr, errstr_size, "bundled ImageRecord schema: %s", avro_strerror());
+        return -1;
+    }
+    if (!(envelope_iface = avro_generic_class_from_schema(schema))) {
+        snprintf(errstr, errstr_size, "bundled ImageRecord schema: %s", avro_strerror());
+        avro_schema_decref(schema);
+        return -1;
+    }
+    envelope_schema = schema;
+    return 0;
 }
 
-int is_envelope_global_init(char *errstr, size_t errstr_size) {
-        avro_schema_t schema = NULL;
-
-        if (envelope_iface)
-                return 0;
-        avro_set_allocator(envelope_alloc, NULL);
-        if (avro_schema_from_json_length(envelope_schema_json, sizeof(envelope_schema_json) - 1,
-                                         &schema)) {
-                snprintf(errstr, errstr_size, "bundled ImageRecord schema: %s", avro_strerror());
-                return -1;
-        }
-        if (!(envelope_iface = avro_generic_class_from_schema(schema))) {
-                snprintf(errstr, errstr_size, "bundled ImageRecord schema: %s", avro_strerror());
-                avro_schema_decref(schema);
-                return -1;
-        }
-        envelope_schema = schema;
-        return 0;
+void is_envelope_global_term(void)
+{
+    if (envelope_iface)
+        avro_value_iface_decref(envelope_iface);
+    if (envelope_schema)
+        avro_schema_decref(envelope_schema);
+    envelope_iface = NULL;
+    envelope_schema = NULL;
 }
 
-void is_envelope_global_term(void) {
-        if (envelope_iface)
-                avro_value_iface_decref(envelope_iface);
-        if (envelope_schema)
-                avro_schema_decref(envelope_schema);
-        envelope_iface = NULL;
-        envelope_schema = NULL;
+const char *is_envelope_schema_json(void)
+{
+    return envelope_schema_json;
 }
 
-const char *is_envelope_schema_json(void) {
-        return envelope_schema_json;
+size_t is_envelope_last_decode_peak(void)
+{
+    return tl_last_peak;
 }
 
-size_t is_envelope_last_decode_peak(void) {
-        return tl_last_peak;
-}
+void is_record_destroy(is_record_t *rec)
+{
+    size_t i;
 
-void is_record_destroy(is_record_t *rec) {
-        size_t i;
-
-        if (!rec)
-                return;
-        free(rec->id);
-        free(rec->tenant);
-        free(rec->source);
-        free(rec->content_type);
-        free(rec->filename);
-        for (i = 0; i < rec->nattrs; i++) {
-                free(rec->attr_keys[i]);
-                free(rec->attr_values[i]);
-        }
-        free(rec->attr_keys);
-        free(rec->attr_values);
-        free(rec->payload);
-        free(rec->ref.bucket);
-        free(rec->ref.key);
-        free(rec->ref.version_id);
-        free(rec->ref.sha256);
-        free(rec);
+    if (!rec)
+        return;
+    free(rec->id);
+    free(rec->tenant);
+    free(rec->source);
+    free(rec->content_type);
+    free(rec->filename);
+    for (i = 0; i < rec->nattrs; i++) {
+        free(rec->attr_keys[i]);
+        free(rec->attr_values[i]);
+    }
+    free(rec->attr_keys);
+    free(rec->attr_values);
+    free(rec->payload);
+    free(rec->ref.bucket);
+    free(rec->ref.key);
+    free(rec->ref.version_id);
+    free(rec->ref.sha256);
+    free(rec);
 }

@@ -33,9 +33,8 @@
 #include <stdint.h>
 
 /* Limits enforced by is_envelope_decode(). id and tenant become path
- * segments of object keys, so they are restricted to 1..IS_ENVELOPE_ID_MAX
- * characters from [A-Za-z0-9._-] and may not be "." or "..". */
-#define IS_ENVELOPE_ID_MAX 128
+ * segments of object keys and must pass is_keys_check_segment() (keys.h):
+ * 1..128 characters from [A-Za-z0-9._-], not starting with '.'. */
 #define IS_ENVELOPE_RETENTION_MIN 1
 #define IS_ENVELOPE_RETENTION_MAX 3650
 /* uploaded_at must lie in 1970-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z
@@ -47,33 +46,33 @@
 #define IS_ENVELOPE_MAX_ITEMS 4096
 
 typedef struct is_objref {
-        char *bucket, *key, *version_id, *sha256; /* version_id/sha256 may be NULL */
-        int64_t size;
+    char *bucket, *key, *version_id, *sha256; /* version_id/sha256 may be NULL */
+    int64_t size;
 } is_objref_t;
 
 /* One ImageRecord. A decoded record owns everything it points to (malloc'ed
  * copies, independent of the message buffer); free it with
  * is_record_destroy(). For is_envelope_encode() the caller owns it. */
 typedef struct is_record {
-        char *id, *tenant, *source, *content_type, *filename; /* source is "stream" or "api" */
-        int64_t uploaded_at_ms;
-        int32_t retention_days;
-        /* Attributes in wire order. Avro maps cannot hold a key twice: when a
-         * message repeats a key the last value wins and nattrs counts it once. */
-        size_t nattrs;
-        char **attr_keys;
-        char **attr_values;
-        int payload_is_ref;         /* 0: inline bytes, 1: ref */
-        unsigned char *payload;     /* inline case: owned copy, payload_len > 0 */
-        size_t payload_len;
-        is_objref_t ref;            /* ref case */
-        int schema_id;              /* -1 plain Avro, else the Schema Registry id read from the wire */
+    char *id, *tenant, *source, *content_type, *filename; /* source is "stream" or "api" */
+    int64_t uploaded_at_ms;
+    int32_t retention_days;
+    /* Attributes in wire order. Avro maps cannot hold a key twice: when a
+     * message repeats a key the last value wins and nattrs counts it once. */
+    size_t nattrs;
+    char **attr_keys;
+    char **attr_values;
+    int payload_is_ref;     /* 0: inline bytes, 1: ref */
+    unsigned char *payload; /* inline case: owned copy, payload_len > 0 */
+    size_t payload_len;
+    is_objref_t ref; /* ref case */
+    int schema_id;   /* -1 plain Avro, else the Schema Registry id read from the wire */
 } is_record_t;
 
 typedef enum {
-        IS_ENVELOPE_AUTO = 0,   /* first byte 0x00: Confluent, else plain Avro */
-        IS_ENVELOPE_AVRO,       /* plain Avro only */
-        IS_ENVELOPE_CONFLUENT   /* Confluent wire format only */
+    IS_ENVELOPE_AUTO = 0, /* first byte 0x00: Confluent, else plain Avro */
+    IS_ENVELOPE_AVRO,     /* plain Avro only */
+    IS_ENVELOPE_CONFLUENT /* Confluent wire format only */
 } is_envelope_format_t;
 
 /* Parses the bundled schema and installs imgsink's allocator into avro-c.
@@ -108,8 +107,8 @@ const char *is_envelope_schema_json(void);
  * uploaded_at range, retention_days in 1..3650, inline payload non-empty,
  * ObjectRef bucket and key non-empty and size > 0. */
 int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
-                       size_t max_record_bytes, is_record_t **recp,
-                       char *errstr, size_t errstr_size);
+                       size_t max_record_bytes, is_record_t **recp, char *errstr,
+                       size_t errstr_size);
 
 /* Encodes a record: schema_id < 0 gives plain Avro, otherwise the Confluent
  * wire format with that id. Any thread. On success *bufp is malloc'ed (the
@@ -118,8 +117,8 @@ int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
  * payload pointers), not the field rules of is_envelope_decode(), so that
  * `imgsink produce` and tests can also make records the worker rejects.
  * Attribute keys are C strings; a repeated key keeps its last value. */
-int is_envelope_encode(const is_record_t *rec, int schema_id, void **bufp,
-                       size_t *lenp, char *errstr, size_t errstr_size);
+int is_envelope_encode(const is_record_t *rec, int schema_id, void **bufp, size_t *lenp,
+                       char *errstr, size_t errstr_size);
 
 /* Peak bytes that avro-c held for the calling thread's most recent
  * is_envelope_decode(); 0 when that call failed before avro-c ran (the

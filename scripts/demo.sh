@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `make demo`: the whole pipeline on this machine. Starts a real Kafka (KRaft)
+# and MinIO on loopback, publishes the sample photographs, runs two imgsink
+# workers in one consumer group until the group's lag is 0, prints what was
+# written (key, bytes, tags, read back with mc), then stops everything it
+# started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+IMGSINK=$ROOT/build/imgsink
+export IMGSINK_STACK_DIR=${IMGSINK_STACK_DIR:-$ROOT/.stack}
+OUT=$ROOT/demo-out
+mkdir -p "$OUT"
+WORKERS=()
+
+cleanup() {
+    local pid
+    for pid in "${WORKERS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${WORKERS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -z "${DEMO_KEEP_STACK:-}" ]; then bash test/stack/stop.sh >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "starting Kafka and MinIO on loopback"
+bash test/stack/start.sh
+set -a
+# shellcheck disable=SC1091
+. "$IMGSINK_STACK_DIR/env"
+set +a
+
+step "sample images (wallpaper photographs from Debian's plasma-workspace-wallpapers)"
+CORPUS=$(bash test/corpus.sh | tail -1 | sed 's/^[0-9]* images in //')
+ls -1 "$CORPUS" | head -3
+echo "... $(find "$CORPUS" -maxdepth 1 -name '*.jpg' | wc -l) photographs"
+
+run=demo-$(date +%Y%m%d-%H%M%S)
+topic=$run
+group=$run
+step "topic $topic (6 partitions), DLQ $topic.dlq"
+bash test/stack/topic.sh "$topic" 6
+bash test/stack/topic.sh "$topic.dlq" 1
+
+cat >"$OUT/imgsink.conf" <<CONF
+# Written by make demo. Credentials come from IMGSINK_S3_ACCESS_KEY and
+# IMGSINK_S3_SECRET_KEY in the environment, never from this file.
+kafka.bootstrap.servers=$KAFKA_BOOTSTRAP
+kafka.group.id=$group
+input.topics=$topic
+dlq.topic=$topic.dlq
+s3.endpoint=$S3_ENDPOINT
+s3.region=$S3_REGION
+s3.bucket=$S3_BUCKET
+s3.path.style=true
+s3.prefix=$run/
+CONF
+echo "config: $OUT/imgsink.conf"
+
+step "publishing the photographs with imgsink produce"
+"$IMGSINK" produce -c "$OUT/imgsink.conf" --topic "$topic" --tenant demo "$CORPUS"
+total=$(kcat -b "$KAFKA_BOOTSTRAP" -Q -t "$topic:-1" | awk '{ s += $NF } END { print s + 0 }')
+
+step "two workers in group $group"
+for i in 1 2; do
+    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+        "$IMGSINK" run -c "$OUT/imgsink.conf" 2>"$OUT/worker$i.log" &
+    WORKERS+=($!)
+    echo "worker $i: pid $! (log: $OUT/worker$i.log)"
+done
+
+step "waiting for lag 0 (committed offsets = end offsets)"
+t0=$SECONDS
+while :; do
+    desc=$("$KAFKA_CLASS" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
+        --bootstrap-server "$KAFKA_BOOTSTRAP" --describe --group "$group" 2>/dev/null || true)
+    committed=$(awk -v t="$topic" '$2 == t && $4 ~ /^[0-9]+$/ { s += $4 } END { print s + 0 }' <<<"$desc")
+    parts=$(awk -v t="$topic" '$2 == t && $4 == $5 { n++ } END { print n + 0 }' <<<"$desc")
+    el=$((SECONDS - t0))
+    rate=$(awk -v c="$committed" -v e="$el" 'BEGIN { printf "%.1f", e > 0 ? c / e : 0 }')
+    printf '\r  %d/%d records committed, %s records/s, %ds   ' "$committed" "$total" "$rate" "$el"
+    if [ "$parts" -eq 6 ] && [ "$committed" -eq "$total" ]; then break; fi
+    if [ "$el" -gt 900 ]; then
+        echo
+        echo "demo: lag did not reach 0 in 15 minutes; worker logs are in $OUT" >&2
+        exit 1
+    fi
+    sleep 2
+done
+echo
+echo "$desc" | awk -v t="$topic" 'NR == 1 || $2 == t' | sed -n '1,8p' | cut -c1-110
+
+step "what was written (read back with mc, not imgsink)"
+python3 scripts/show_objects.py "$run/"
+dlq=$(kcat -C -b "$KAFKA_BOOTSTRAP" -t "$topic.dlq" -e -q -f 'x\n' 2>/dev/null | grep -c . || true)
+echo "DLQ records: $dlq"
+echo "lifecycle rule on the bucket:"
+$MC ilm rule ls "$MC_ALIAS/$S3_BUCKET" 2>/dev/null | sed 's/^/  /'
+
+step "stopping the workers (SIGTERM: finish, commit, leave the group)"
+for pid in "${WORKERS[@]}"; do kill -TERM "$pid"; done
+for pid in "${WORKERS[@]}"; do wait "$pid" || true; done
+WORKERS=()
+grep -h '"worker totals"' "$OUT"/worker*.log || true
+step "done; stopping Kafka and MinIO (set DEMO_KEEP_STACK=1 to keep them)"
