@@ -73,8 +73,8 @@ static const is_ckey_t keys[] = {
     {"limits.formats", T_LIST, O(limits_formats), "jpeg,png,webp,gif,tiff,heif", 0, 0,
      "jpeg,png,webp,gif,tiff,heif", 0,
      "Input formats accepted. Every other libvips loader is blocked at start."},
-    {"limits.fail.on", T_ENUM, O(limits_fail_on), "error", 0, 0, "none,truncated,error,warning",
-     0, "How picky decoding is: images that trip this level go to the DLQ."},
+    {"limits.fail.on", T_ENUM, O(limits_fail_on), "error", 0, 0, "none,truncated,error,warning", 0,
+     "How picky decoding is: images that trip this level go to the DLQ."},
     {"renditions", T_RENDITIONS, O(renditions_spec), DEFAULT_RENDITIONS, 0, 0, NULL, 0,
      "Outputs per image: name=WIDTHxHEIGHT/FORMAT/QUALITY[/FIT], comma-separated. FORMAT is "
      "jpeg, webp, avif or png; FIT is inside (default), cover or attention."},
@@ -512,13 +512,12 @@ void is_config_print_help(FILE *fp, int markdown)
         const is_ckey_t *k = &keys[i];
         char allowed[128] = "";
         if (k->type == T_INT || k->type == T_SIZE)
-            snprintf(allowed, sizeof(allowed), "%lld..%lld", (long long)k->min,
-                     (long long)k->max);
+            snprintf(allowed, sizeof(allowed), "%lld..%lld", (long long)k->min, (long long)k->max);
         else if (k->choices)
             snprintf(allowed, sizeof(allowed), "%s", k->choices);
         if (markdown)
-            fprintf(fp, "| `%s` | %s | `%s` | %s | %s%s |\n", k->name, type_name(k->type),
-                    k->def, allowed, k->flags & F_REQUIRED ? "**Required.** " : "", k->desc);
+            fprintf(fp, "| `%s` | %s | `%s` | %s | %s%s |\n", k->name, type_name(k->type), k->def,
+                    allowed, k->flags & F_REQUIRED ? "**Required.** " : "", k->desc);
         else
             fprintf(fp, "%s (%s, default \"%s\"%s%s%s)\n    %s\n", k->name, type_name(k->type),
                     k->def, *allowed ? ", allowed: " : "", allowed,

@@ -66,8 +66,8 @@ void is_dlq_destroy(is_dlq_t *dlq)
     free(dlq);
 }
 
-int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
-                const char *reason, char *errstr, size_t errstr_size)
+int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass, const char *reason,
+                char *errstr, size_t errstr_size)
 {
     rd_kafka_headers_t *src = NULL, *hdrs;
     char part[16], off[32], when[40];

@@ -14,8 +14,8 @@
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     int lvl = level <= IS_LOG_ERROR ? IS_LOG_ERROR : level == 5 ? IS_LOG_INFO : level;
-    IS_LOG(lvl, "rdkafka",
-           json_pack("{s:s, s:s}", "facility", fac, "client", rd_kafka_name(rk)), "%s", buf);
+    IS_LOG(lvl, "rdkafka", json_pack("{s:s, s:s}", "facility", fac, "client", rd_kafka_name(rk)),
+           "%s", buf);
 }
 
 int is_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
@@ -32,10 +32,21 @@ int is_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
 static int consumer_only(const char *key)
 {
     static const char *const prefixes[] = {
-        "group.",          "auto.offset.reset", "enable.auto.",   "auto.commit.",
-        "session.timeout", "heartbeat.",        "max.poll.",      "partition.assignment.",
-        "fetch.",          "isolation.level",   "check.crcs",     "queued.",
-        "enable.partition.eof", "consume.",     "offset.store.",
+        "group.",
+        "auto.offset.reset",
+        "enable.auto.",
+        "auto.commit.",
+        "session.timeout",
+        "heartbeat.",
+        "max.poll.",
+        "partition.assignment.",
+        "fetch.",
+        "isolation.level",
+        "check.crcs",
+        "queued.",
+        "enable.partition.eof",
+        "consume.",
+        "offset.store.",
     };
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
         if (!strncmp(key, prefixes[i], strlen(prefixes[i])))

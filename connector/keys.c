@@ -26,8 +26,8 @@ int is_keys_check_segment(const char *what, const char *s, char *errstr, size_t 
                  c == '.' || c == '_' || c == '-';
         if (!ok) {
             snprintf(errstr, errstr_size,
-                     "%s contains byte 0x%02x at position %zu; allowed: A-Z a-z 0-9 . _ -", what,
-                     c, i);
+                     "%s contains byte 0x%02x at position %zu; allowed: A-Z a-z 0-9 . _ -", what, c,
+                     i);
             return -1;
         }
     }

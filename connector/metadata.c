@@ -37,23 +37,22 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
     for (size_t i = 0; i < rec->nattrs; i++)
         json_object_set_new(attrs, rec->attr_keys[i], str_or_null(rec->attr_values[i]));
 
-    input = json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:s, s:o, s:o}", "format", res->format,
-                      "width", res->width, "height", res->height, "pages", res->pages,
-                      "orientation", res->orientation, "bytes", (json_int_t)res->bytes, "sha256",
-                      src->source_sha256, "camera_make",
-                      res->camera_make[0] ? str_or_null(res->camera_make) : json_null(),
-                      "camera_model",
-                      res->camera_model[0] ? str_or_null(res->camera_model) : json_null());
+    input = json_pack(
+        "{s:s, s:i, s:i, s:i, s:i, s:I, s:s, s:o, s:o}", "format", res->format, "width", res->width,
+        "height", res->height, "pages", res->pages, "orientation", res->orientation, "bytes",
+        (json_int_t)res->bytes, "sha256", src->source_sha256, "camera_make",
+        res->camera_make[0] ? str_or_null(res->camera_make) : json_null(), "camera_model",
+        res->camera_model[0] ? str_or_null(res->camera_model) : json_null());
 
     for (int i = 0; i < res->nout; i++) {
         const is_output_t *o = &res->out[i];
         char sha[65];
         is_sha256_hex(o->buf, o->len, sha);
-        json_array_append_new(outs, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:s}", "name",
-                                              o->name, "key", keys[i], "format", o->ext,
-                                              "content_type", o->content_type, "width", o->width,
-                                              "height", o->height, "bytes", (json_int_t)o->len,
-                                              "sha256", sha));
+        json_array_append_new(outs,
+                              json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:s}", "name", o->name,
+                                        "key", keys[i], "format", o->ext, "content_type",
+                                        o->content_type, "width", o->width, "height", o->height,
+                                        "bytes", (json_int_t)o->len, "sha256", sha));
     }
 
     json_object_set_new(doc, "schema_version", json_integer(1));
@@ -70,7 +69,8 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
     json_object_set_new(doc, "kafka",
                         json_pack("{s:s, s:i, s:I}", "topic", src->topic, "partition",
                                   (int)src->partition, "offset", (json_int_t)src->offset));
-    json_object_set_new(doc, "processing_ms", json_real((double)(int64_t)(res->processing_ms * 10) / 10));
+    json_object_set_new(doc, "processing_ms",
+                        json_real((double)(int64_t)(res->processing_ms * 10) / 10));
     json_object_set_new(doc, "worker_version", json_string(IS_VERSION));
 
     char *text = json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(1));

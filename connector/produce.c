@@ -202,35 +202,39 @@ static int collect(const char *path, char ***list, size_t *n)
 
 static void usage(FILE *fp)
 {
-    fprintf(fp,
-            "usage: imgsink produce [-c FILE] [-X kafka.key=value] --topic TOPIC [options] "
-            "FILE|DIR...\n"
-            "\n"
-            "Publishes each image file as one ImageRecord (key = id = file name without\n"
-            "extension, sanitised). Directories are expanded to their files, sorted.\n"
-            "\n"
-            "  -t, --topic TOPIC        topic to produce to (required)\n"
-            "  -b, --brokers LIST       bootstrap servers (else kafka.bootstrap.servers)\n"
-            "      --format F           avro (plain Avro binary, default) or confluent\n"
-            "      --schema-id N        schema id for --format confluent (default 1)\n"
-            "      --tenant T           tenant (default \"demo\")\n"
-            "      --source S           stream or api (default stream)\n"
-            "      --id-prefix P        prepended to every id\n"
-            "      --uploaded-at MS     uploaded_at in epoch milliseconds (default: now);\n"
-            "                           fixes the date part of the object keys\n"
-            "      --retention-days N   retention_days (default 7)\n"
-            "      --repeat N           publish every file N times with ids ID-r1..ID-rN\n");
+    fprintf(fp, "usage: imgsink produce [-c FILE] [-X kafka.key=value] --topic TOPIC [options] "
+                "FILE|DIR...\n"
+                "\n"
+                "Publishes each image file as one ImageRecord (key = id = file name without\n"
+                "extension, sanitised). Directories are expanded to their files, sorted.\n"
+                "\n"
+                "  -t, --topic TOPIC        topic to produce to (required)\n"
+                "  -b, --brokers LIST       bootstrap servers (else kafka.bootstrap.servers)\n"
+                "      --format F           avro (plain Avro binary, default) or confluent\n"
+                "      --schema-id N        schema id for --format confluent (default 1)\n"
+                "      --tenant T           tenant (default \"demo\")\n"
+                "      --source S           stream or api (default stream)\n"
+                "      --id-prefix P        prepended to every id\n"
+                "      --uploaded-at MS     uploaded_at in epoch milliseconds (default: now);\n"
+                "                           fixes the date part of the object keys\n"
+                "      --retention-days N   retention_days (default 7)\n"
+                "      --repeat N           publish every file N times with ids ID-r1..ID-rN\n");
 }
 
 int is_produce_main(is_config_t *cfg, int argc, char **argv)
 {
-    static const struct option lopts[] = {
-        {"topic", required_argument, 0, 't'},     {"brokers", required_argument, 0, 'b'},
-        {"format", required_argument, 0, 'f'},    {"schema-id", required_argument, 0, 's'},
-        {"tenant", required_argument, 0, 'T'},    {"source", required_argument, 0, 'S'},
-        {"id-prefix", required_argument, 0, 'p'}, {"uploaded-at", required_argument, 0, 'u'},
-        {"repeat", required_argument, 0, 'r'},    {"retention-days", required_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+    static const struct option lopts[] = {{"topic", required_argument, 0, 't'},
+                                          {"brokers", required_argument, 0, 'b'},
+                                          {"format", required_argument, 0, 'f'},
+                                          {"schema-id", required_argument, 0, 's'},
+                                          {"tenant", required_argument, 0, 'T'},
+                                          {"source", required_argument, 0, 'S'},
+                                          {"id-prefix", required_argument, 0, 'p'},
+                                          {"uploaded-at", required_argument, 0, 'u'},
+                                          {"repeat", required_argument, 0, 'r'},
+                                          {"retention-days", required_argument, 0, 'R'},
+                                          {"help", no_argument, 0, 'h'},
+                                          {0, 0, 0, 0}};
     prod_opts_t o = {NULL, "demo", "stream", "", -1, 0, 1, 7};
     prod_stats_t st = {0};
     const char *format = "avro";

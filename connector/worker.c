@@ -71,7 +71,8 @@ static int past_deadline(is_worker_t *w)
 static int backoff(is_worker_t *w, int attempt)
 {
     double cap = (double)w->cfg->retry_backoff_max_ms;
-    double exp = (double)w->cfg->retry_backoff_initial_ms * (double)(1u << (attempt < 20 ? attempt : 20));
+    double exp =
+        (double)w->cfg->retry_backoff_initial_ms * (double)(1u << (attempt < 20 ? attempt : 20));
     double ms = (exp < cap ? exp : cap) * ((double)rand() / RAND_MAX);
     double until = now_s() + ms / 1e3;
 
@@ -106,13 +107,13 @@ static int put_retry(is_worker_t *w, const char *key, const void *body, size_t l
 }
 
 /* Fetches a claim-check payload. Same return convention as put_retry. */
-static int get_retry(is_worker_t *w, const is_objref_t *ref, void **body, size_t *len,
-                     char *errstr, size_t errstr_size)
+static int get_retry(is_worker_t *w, const is_objref_t *ref, void **body, size_t *len, char *errstr,
+                     size_t errstr_size)
 {
     for (int attempt = 0;; attempt++) {
-        is_s3_result_t r = is_s3_get(w->s3, ref->bucket, ref->key,
-                                     (size_t)w->cfg->limits_max_input_bytes, body, len, errstr,
-                                     errstr_size);
+        is_s3_result_t r =
+            is_s3_get(w->s3, ref->bucket, ref->key, (size_t)w->cfg->limits_max_input_bytes, body,
+                      len, errstr, errstr_size);
         if (r == IS_S3_OK)
             return 0;
         if (r == IS_S3_PERMANENT)
@@ -188,14 +189,14 @@ static rec_outcome_t process(is_worker_t *w, const rd_kafka_message_t *rkm, cons
      * is complete. */
     for (int i = 0; i < res.nout; i++) {
         keys[i] = malloc(1024);
-        if (!keys[i] || is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id,
-                                       res.out[i].name, res.out[i].ext, keys[i], 1024, reason,
-                                       reason_size)) {
+        if (!keys[i] ||
+            is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id,
+                           res.out[i].name, res.out[i].ext, keys[i], 1024, reason, reason_size)) {
             *klass = "record";
             goto done;
         }
-        rc = put_retry(w, keys[i], res.out[i].buf, res.out[i].len, res.out[i].content_type,
-                       tagging, reason, reason_size);
+        rc = put_retry(w, keys[i], res.out[i].buf, res.out[i].len, res.out[i].content_type, tagging,
+                       reason, reason_size);
         if (rc) {
             *klass = "store";
             out = rc < 0 ? REC_ABANDONED : REC_DLQ;
@@ -300,8 +301,8 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
 {
     json_t *arr = json_array();
     for (int i = 0; i < parts->cnt; i++)
-        json_array_append_new(arr, json_sprintf("%s[%d]", parts->elems[i].topic,
-                                                (int)parts->elems[i].partition));
+        json_array_append_new(
+            arr, json_sprintf("%s[%d]", parts->elems[i].topic, (int)parts->elems[i].partition));
     IS_INFO("rebalance", json_pack("{s:o}", "partitions", arr), "%s", what);
 }
 
@@ -418,10 +419,12 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     if (is_pipeline_global_init(argv0, cfg->limits_formats, (int)cfg->vips_concurrency, errstr,
                                 errstr_size))
         return -1;
-    is_s3_conf_t s3c = {cfg->s3_endpoint,   cfg->s3_region,        cfg->s3_bucket,
-                        cfg->s3_access_key, cfg->s3_secret_key,    cfg->s3_session_token,
-                        cfg->s3_path_style, cfg->s3_connect_timeout_ms, cfg->s3_timeout_ms,
-                        strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL, cfg->s3_sse_kms_key_id};
+    is_s3_conf_t s3c = {cfg->s3_endpoint,      cfg->s3_region,
+                        cfg->s3_bucket,        cfg->s3_access_key,
+                        cfg->s3_secret_key,    cfg->s3_session_token,
+                        cfg->s3_path_style,    cfg->s3_connect_timeout_ms,
+                        cfg->s3_timeout_ms,    strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        cfg->s3_sse_kms_key_id};
     if (!(w.s3 = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
     if (!(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
@@ -467,8 +470,8 @@ done:
     IS_INFO("worker",
             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records_in", (json_int_t)w.n_in,
                       "records_written", (json_int_t)w.n_written, "records_dlq",
-                      (json_int_t)w.n_dlq, "records_abandoned", (json_int_t)w.n_abandoned,
-                      "puts", (json_int_t)w.n_puts, "retries", (json_int_t)w.n_retries),
+                      (json_int_t)w.n_dlq, "records_abandoned", (json_int_t)w.n_abandoned, "puts",
+                      (json_int_t)w.n_puts, "retries", (json_int_t)w.n_retries),
             "worker totals");
     if (w.rk)
         rd_kafka_destroy(w.rk);

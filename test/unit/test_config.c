@@ -32,7 +32,8 @@ static void bad_values(void **state)
     expect_error("no.such.key", "1", (const char *[]){"no.such.key", "unknown", NULL});
     expect_error("s3.timeout.ms", "abc", (const char *[]){"s3.timeout.ms=abc", "integer", NULL});
     expect_error("s3.timeout.ms", "10", (const char *[]){"s3.timeout.ms=10", "1000..", NULL});
-    expect_error("s3.path.style", "maybe", (const char *[]){"s3.path.style=maybe", "true or false", NULL});
+    expect_error("s3.path.style", "maybe",
+                 (const char *[]){"s3.path.style=maybe", "true or false", NULL});
     expect_error("input.format", "json",
                  (const char *[]){"input.format=json", "auto,avro,confluent", NULL});
     expect_error("limits.formats", "jpeg,svg", (const char *[]){"'svg'", "is not one of", NULL});
@@ -41,8 +42,10 @@ static void bad_values(void **state)
     expect_error("renditions", "big=100x100/bmp/80", (const char *[]){"format 'bmp'", NULL});
     expect_error("renditions", "big=0x100/jpeg/80", (const char *[]){"1..16384", NULL});
     expect_error("renditions", "big=10x10/jpeg/101", (const char *[]){"quality", NULL});
-    expect_error("renditions", "big=10x10/jpeg/80/stretch", (const char *[]){"fit 'stretch'", NULL});
-    expect_error("renditions", "a=10x10/jpeg/80,a=20x20/webp/80", (const char *[]){"used twice", NULL});
+    expect_error("renditions", "big=10x10/jpeg/80/stretch",
+                 (const char *[]){"fit 'stretch'", NULL});
+    expect_error("renditions", "a=10x10/jpeg/80,a=20x20/webp/80",
+                 (const char *[]){"used twice", NULL});
     expect_error("renditions", "Bad Name=10x10/jpeg/80", (const char *[]){"expected name=", NULL});
 }
 

@@ -19,11 +19,11 @@ static void key_layout(void **state)
     char key[512], err[256];
     (void)state;
     assert_int_equal(is_keys_object("processed/", "acme", LEAP_MS, "img-001", "thumb", "jpg", key,
-                                     sizeof(key), err, sizeof(err)),
+                                    sizeof(key), err, sizeof(err)),
                      0);
     assert_string_equal(key, "processed/acme/2024/02/29/img-001/thumb.jpg");
     assert_int_equal(is_keys_object("", "t", 0, "a.b_c-D9", "metadata", "json", key, sizeof(key),
-                                     err, sizeof(err)),
+                                    err, sizeof(err)),
                      0);
     assert_string_equal(key, "t/1970/01/01/a.b_c-D9/metadata.json");
 }
