@@ -184,6 +184,7 @@ is_proc_result_t is_pipeline_run(const is_pipeline_conf_t *conf, const void *buf
     int fail_on = fail_on_value(conf->fail_on);
     const char *loader;
     int big = 0, fmt = -1;
+    int64_t reserved = 0;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
     memset(res, 0, sizeof(*res));
@@ -237,6 +238,17 @@ is_proc_result_t is_pipeline_run(const is_pipeline_conf_t *conf, const void *buf
                  res->width, res->height, (long long)res->width * res->height,
                  (long long)conf->max_pixels);
         goto done;
+    }
+
+    if (conf->reserve) {
+        int64_t px = (int64_t)res->width * res->height;
+        if (conf->reserve(conf->budget_ctx, px)) {
+            snprintf(errstr, errstr_size, "gave up waiting for %lld pixels of memory budget",
+                     (long long)px);
+            rc = IS_PROC_RETRY;
+            goto done;
+        }
+        reserved = px;
     }
 
     /* Upright source size: orientations 5..8 swap width and height. */
@@ -295,6 +307,8 @@ is_proc_result_t is_pipeline_run(const is_pipeline_conf_t *conf, const void *buf
     }
     rc = IS_PROC_OK;
 done:
+    if (reserved && conf->release)
+        conf->release(conf->budget_ctx, reserved);
     VIPS_UNREF(hdr);
     VIPS_UNREF(base);
     VIPS_UNREF(mem);

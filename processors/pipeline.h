@@ -45,6 +45,14 @@ typedef struct is_pipeline_conf {
     const char *fail_on; /* none | truncated | error | warning */
     const is_rendition_t *renditions;
     int nrenditions;
+    /* Memory budget hook, optional. reserve is called with the pixel count
+     * from the header after the limits passed and before any pixel is
+     * decoded; it may block until the budget allows, and returns non-zero to
+     * give up (the run then returns RETRY). release is called once per
+     * successful reserve when the run ends. */
+    int (*reserve)(void *ctx, int64_t pixels);
+    void (*release)(void *ctx, int64_t pixels);
+    void *budget_ctx;
 } is_pipeline_conf_t;
 
 /* Starts libvips: blocks every loader except those for the comma-separated

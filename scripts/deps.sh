@@ -20,7 +20,7 @@ APT_PACKAGES=(
 	build-essential pkg-config
 	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
-	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools
+	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang
 	xz-utils binutils
 )
 
@@ -32,6 +32,9 @@ exec 9>"$IMGSINK_CACHE/.deps.lock"
 flock 9
 
 export DEBIAN_FRONTEND=noninteractive
+# needrestart (if the image has it) runs after every install and may restart
+# services or print perl warnings in a non-interactive run: skip it.
+export NEEDRESTART_SUSPEND=1
 apt_updated=0
 apt_install() {
 	if ((apt_updated == 0)); then

@@ -14,7 +14,7 @@ check() {
     if "$@"; then echo "ok - $what"; else echo "not ok - $what"; fi
 }
 
-check "docker-compose.yml parses as YAML with kafka, minio, init and two workers" python3 -c '
+check "docker-compose.yml parses as YAML with kafka, minio, init and two workers" /usr/bin/python3 -c '
 import yaml, sys
 d = yaml.safe_load(open("docker-compose.yml"))
 need = {"kafka", "minio", "init-kafka", "init-minio", "worker-1", "worker-2"}

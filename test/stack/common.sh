@@ -53,6 +53,34 @@ pid_of() {
 	echo "$pid"
 }
 
+# proc_start PID: the process's start time in clock ticks since boot (field
+# 22 of /proc/PID/stat); PID plus start time names one process for good.
+# The command name (field 2) may hold spaces and parentheses: cut after the
+# last ')'.
+proc_start() {
+	local s f
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	read -r -a f <<<"$s"
+	echo "${f[19]}"
+}
+
+# proc_running PID START: true while that process still has a live thread.
+# Not the same as pid_of: once a JVM starts shutting down, its main thread
+# (the thread-group leader) exits first, /proc/PID/cmdline reads empty and
+# the leader shows state Z, while the shutdown hooks still run in other
+# threads for a second or two. A real zombie (Z with one thread) is gone
+# for our purposes; it just waits for PID 1 to reap it.
+proc_running() {
+	local st
+	[[ "$(proc_start "$1")" == "$2" ]] || return 1
+	st=$(awk '/^State:/ { s = $2 } /^Threads:/ { t = $2 } END { print s, t }' \
+		"/proc/$1/status" 2>/dev/null) || return 1
+	case $st in
+	'' | X* | 'Z 0' | 'Z 1') return 1 ;;
+	esac
+}
+
 # port_free PORT: true if nothing listens on 127.0.0.1:PORT.
 port_free() {
 	"$(python3_bin)" - "$1" <<-'EOF'

@@ -37,8 +37,9 @@ for c in kcat curl java; do
 done
 
 # Two tests starting the stack at once must not start two of each server.
-exec 8>"$STATE/.start.lock"
-flock 8
+# Bounded, so a wedged holder is reported instead of hanging a CI run.
+exec 8>"$STATE/.lock"
+flock -w 300 8 || die "another start.sh or stop.sh holds $STATE/.lock"
 
 kafka_pid() { pid_of "$STATE/kafka.pid" "$KCONF"; }
 minio_pid() { pid_of "$STATE/minio.pid" "$MDATA"; }
@@ -90,6 +91,10 @@ KAFKA_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
 MINIO_PORT=$MINIO_PORT
 MINIO_CONSOLE_PORT=$MINIO_CONSOLE_PORT
 EOF
+# A server must be (re)started: until it is ready, the env file must not
+# point tests at what may be a dead port. (Left alone when both are reused,
+# so tests reading it meanwhile are not disturbed.)
+[[ -n $kpid && -n $mpid ]] || rm -f "$STATE/env"
 KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 S3_ENDPOINT="http://127.0.0.1:$MINIO_PORT"
 
@@ -102,9 +107,18 @@ spawn() {
 	shift 2
 	rm -f "$pidfile"
 	printf '\n=== %s: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logfile"
+	# Every fd above 2 is closed in the child. fd 8 is our lock on
+	# $STATE/.lock: a server inheriting it would hold the lock for its whole
+	# life and every later start.sh/stop.sh would wait on it. Others (make's
+	# jobserver pipe, a CI runner's pipes) would be kept open just as long.
 	# shellcheck disable=SC2016 # $$ and $@ are for the inner bash
-	setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" \
-		</dev/null >>"$logfile" 2>&1 &
+	setsid bash -c '
+		echo $$ >"$0"
+		for fd in /proc/self/fd/*; do
+			fd=${fd##*/}
+			if ((fd > 2)); then exec {fd}>&-; fi
+		done
+		exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
 	local i
 	for ((i = 0; i < 50; i++)); do
 		[[ -s $pidfile ]] && return 0
@@ -113,10 +127,17 @@ spawn() {
 	die "$1 did not start (no PID file $pidfile)"
 }
 
-# fail_with_log NAME LOG MESSAGE: show why a server did not come up.
+# fail_with_log NAME LOG MESSAGE: show why a server did not come up: the
+# error lines of this run's part of LOG (spawn starts each run with a "==="
+# line), since the last lines are mostly shutdown chatter, then the tail.
 fail_with_log() {
-	log "---- last lines of $2 ----"
-	tail -n 40 "$2" >&2 || true
+	local from run
+	from=$(grep -n '^=== ' "$2" 2>/dev/null | tail -n 1 | cut -d: -f1) || true
+	run=$(tail -n +"${from:-1}" "$2" 2>/dev/null) || true
+	log "---- errors in $2 (this run) ----"
+	grep -E 'ERROR|FATAL|Exception|Caused by|rror:' <<<"$run" | head -n 20 >&2 || true
+	log "---- last lines ----"
+	tail -n 15 <<<"$run" >&2 || true
 	die "$1: $3"
 }
 
@@ -161,6 +182,9 @@ num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
+# Images travel inline in records: allow up to 64 MiB (the default is 1 MB).
+message.max.bytes=67108864
+replica.fetch.max.bytes=67108864
 EOF
 }
 

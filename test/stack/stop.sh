@@ -28,14 +28,15 @@ fi
 STATE=$(cd "$IMGSINK_STACK_DIR" && pwd)
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
 
-# Not while a start.sh is half-way: it would respawn what we stop.
-exec 8>"$STATE/.start.lock"
-flock 8
+# Not while a start.sh is half-way: it would respawn what we stop. But stop
+# runs in cleanup paths and must not fail: after a minute, go on anyway.
+exec 8>"$STATE/.lock"
+flock -w 60 8 || log "warning: $STATE/.lock still held after 60s; stopping anyway"
 
 # stop_one NAME PIDFILE MARKER
 stop_one() {
-	local name=$1 pidfile=$2 marker=$3 pid i
-	if ! pid=$(pid_of "$pidfile" "$marker"); then
+	local name=$1 pidfile=$2 marker=$3 pid start t0=$SECONDS
+	if ! pid=$(pid_of "$pidfile" "$marker") || ! start=$(proc_start "$pid"); then
 		if [[ -e $pidfile ]]; then
 			rm -f "$pidfile"
 			log "$name: not running (removed stale PID file)"
@@ -45,23 +46,25 @@ stop_one() {
 		return 0
 	fi
 	kill -TERM "$pid" 2>/dev/null || true
-	# Poll: the server is not our child, so `wait` cannot be used. pid_of
-	# also fails once it is a zombie (its cmdline is empty then).
+	# Poll: the server is not our child, so `wait` cannot be used. From here
+	# on the process is followed by PID and start time, not by pid_of: see
+	# proc_running in common.sh for why the command line cannot be used.
+	local i
 	for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-		pid_of "$pidfile" "$marker" >/dev/null || break
+		proc_running "$pid" "$start" || break
 		sleep 0.1
 	done
-	if pid_of "$pidfile" "$marker" >/dev/null; then
+	if proc_running "$pid" "$start"; then
 		log "$name: pid $pid ignored TERM for ${STOP_TIMEOUT}s, sending KILL"
 		kill -KILL "$pid" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do
-			pid_of "$pidfile" "$marker" >/dev/null || break
+			proc_running "$pid" "$start" || break
 			sleep 0.1
 		done
-		! pid_of "$pidfile" "$marker" >/dev/null || die "$name: pid $pid survived KILL"
+		! proc_running "$pid" "$start" || die "$name: pid $pid survived KILL"
 	fi
 	rm -f "$pidfile"
-	log "$name: stopped (pid $pid, $((i / 10)).$((i % 10))s)"
+	log "$name: stopped (pid $pid, ~$((SECONDS - t0))s)"
 }
 
 # Kafka first: a clean broker shutdown needs nothing from MinIO, and the
