@@ -409,8 +409,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     is_worker_t w = {.cfg = cfg, .stop = stop};
     int rc = -1;
 
-    w.pconf = (is_pipeline_conf_t){cfg->limits_max_input_bytes, cfg->limits_max_pixels,
-                                   cfg->limits_fail_on, cfg->renditions, cfg->nrenditions};
+    w.pconf = (is_pipeline_conf_t){.max_input_bytes = cfg->limits_max_input_bytes,
+                                   .max_pixels = cfg->limits_max_pixels,
+                                   .fail_on = cfg->limits_fail_on,
+                                   .renditions = cfg->renditions,
+                                   .nrenditions = cfg->nrenditions};
     w.envfmt = !strcmp(cfg->input_format, "avro")        ? IS_ENVELOPE_AVRO
                : !strcmp(cfg->input_format, "confluent") ? IS_ENVELOPE_CONFLUENT
                                                          : IS_ENVELOPE_AUTO;
