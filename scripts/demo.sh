@@ -59,7 +59,8 @@ echo "config: $OUT/imgsink.conf"
 
 step "publishing the photographs with imgsink produce"
 "$IMGSINK" produce -c "$OUT/imgsink.conf" --topic "$topic" --tenant demo "$CORPUS"
-total=$(kcat -b "$KAFKA_BOOTSTRAP" -Q -t "$topic:-1" | awk '{ s += $NF } END { print s + 0 }')
+total=$("$KAFKA_CLASS" get-offsets --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" --time -1 |
+    awk -F: '{ s += $NF } END { print s + 0 }')
 
 step "two workers in group $group"
 for i in 1 2; do

@@ -88,9 +88,10 @@ group_offsets() {
         awk -v t="$2" '$2 == t { print $3, $4, $5 }' | sort -n
 }
 
-# topic_end_total TOPIC: sum of the end offsets (kcat).
+# topic_end_total TOPIC: sum of the end offsets (Kafka's GetOffsetShell).
 topic_end_total() {
-    kcat -b "$KAFKA_BOOTSTRAP" -Q -t "$1:-1" 2>/dev/null | awk '{ s += $NF } END { print s + 0 }'
+    "$KAFKA_CLASS" get-offsets --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$1" --time -1 2>/dev/null |
+        awk -F: '{ s += $NF } END { print s + 0 }'
 }
 
 # committed_equals_end GROUP TOPIC PARTITIONS: every partition committed at its end offset.
