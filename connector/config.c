@@ -76,19 +76,49 @@ static const is_ckey_t keys[] = {
     {"limits.fail.on", T_ENUM, O(limits_fail_on), "error", 0, 0, "none,truncated,error,warning", 0,
      "How picky decoding is: images that trip this level go to the DLQ."},
     {"renditions", T_RENDITIONS, O(renditions_spec), DEFAULT_RENDITIONS, 0, 0, NULL, 0,
-     "Outputs per image: name=WIDTHxHEIGHT/FORMAT/QUALITY[/FIT], comma-separated. FORMAT is "
-     "jpeg, webp, avif or png; FIT is inside (default), cover or attention."},
-    {"vips.concurrency", T_INT, O(vips_concurrency), "0", 0, 64, NULL, 0,
-     "libvips worker threads per image; 0 means libvips' default (number of cores)."},
+     "Outputs per image: name=WIDTHxHEIGHT/FORMAT/QUALITY[/OPTION...], comma-separated. FORMAT "
+     "is jpeg, webp, avif or png. OPTIONs: a fit, inside (default), cover or attention; "
+     "effort=N (webp 0..6, avif 0..9); animated (webp: every frame of an animated source, "
+     "else the first); icc (keep the ICC profile; all other metadata is always stripped)."},
+    {"vips.concurrency", T_INT, O(vips_concurrency), "1", 0, 64, NULL, 0,
+     "libvips threads per image; 0 means libvips' default (number of cores). The worker "
+     "already runs worker.threads images at once, so 1 is best."},
+    {"worker.threads", T_INT, O(worker_threads), "0", 0, 256, NULL, 0,
+     "Job threads processing records concurrently, across and within partitions; 0 means the "
+     "number of cores."},
+    {"worker.max.inflight", T_INT, O(worker_max_inflight), "0", 0, 100000, NULL, 0,
+     "Records dispatched but not finished before the worker pauses its partitions (it keeps "
+     "polling to stay in the group); 0 means 2 x worker.threads."},
+    {"worker.max.inflight.pixels", T_INT, O(worker_max_inflight_pixels), "400000000", 1,
+     INT64_C(1) << 40, NULL, 0,
+     "Memory budget in decoded pixels (width x height from the header) across running jobs; "
+     "a job waits before decoding when over it, and the partitions are paused."},
     {"retry.backoff.initial.ms", T_INT, O(retry_backoff_initial_ms), "200", 1, 600000, NULL, 0,
      "First retry delay for transient errors (store down, throttling)."},
     {"retry.backoff.max.ms", T_INT, O(retry_backoff_max_ms), "30000", 1, 3600000, NULL, 0,
      "Cap of the exponential backoff (full jitter). Transient errors retry forever without "
      "advancing the offset."},
     {"shutdown.timeout.ms", T_INT, O(shutdown_timeout_ms), "30000", 0, 3600000, NULL, 0,
-     "On SIGTERM/SIGINT: time allowed to finish the record in hand and commit."},
+     "On SIGTERM/SIGINT: time allowed to finish the records in flight and commit; what is not "
+     "finished by then stays uncommitted and is processed again later."},
+    {"rebalance.drain.timeout.ms", T_INT, O(rebalance_drain_timeout_ms), "20000", 0, 3600000, NULL,
+     0,
+     "On a partition revoke: time allowed for its records in flight to finish before their "
+     "offsets are committed and the partition is released."},
     {"log.level", T_ENUM, O(log_level), "info", 0, 0, "error,warn,info,debug", 0,
      "Lowest level logged (JSON lines on stderr)."},
+    {"limits.max.frames", T_INT, O(limits_max_frames), "1000", 1, 100000, NULL, 0,
+     "Most frames (pages) an input may declare, checked on the header. Only animated "
+     "renditions decode more than the first frame; their pixels count against "
+     "limits.max.pixels."},
+    {"limits.timeout.ms", T_INT, O(limits_timeout_ms), "30000", 100, 3600000, NULL, 0,
+     "Time allowed for one image (decode, processors, renditions). A runaway image is "
+     "stopped and goes to the DLQ."},
+    {"processors", T_STR, O(processors_spec), "", 0, 0, NULL, 0,
+     "The company's own processors, run in order: NAME[@STAGE],... STAGE is source (the "
+     "payload bytes, before decoding; exec only), base (default: the decoded upright sRGB "
+     "image, before renditions are cut) or rendition (each resized rendition, before "
+     "encoding). NAME is configured by processor.NAME.* keys."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -164,10 +194,29 @@ int is_config_parse_renditions(const char *spec, is_rendition_t *out, int *nout,
             goto done;
         }
         const char *rest = tok + consumed;
-        if (*rest == '/' && sscanf(rest + 1, "%15[a-z]", fit) != 1)
-            rest = "?";
-        else if (*rest == '/')
-            rest += 1 + strlen(fit);
+        /* Options after QUALITY, in any order: a FIT, effort=N, animated,
+         * icc. The 4-field and 5-field forms keep their meaning. */
+        r.effort = -1;
+        while (*rest == '/') {
+            char opt[16], *end;
+            int m = 0;
+            if (sscanf(rest + 1, "%15[a-z0-9=]%n", opt, &m) != 1)
+                break;
+            rest += 1 + m;
+            if (!strncmp(opt, "effort=", 7)) {
+                r.effort = (int)strtol(opt + 7, &end, 10);
+                if (!opt[7] || *end || r.effort < 0 || r.effort > 9) {
+                    snprintf(errstr, errstr_size, "'%s': effort must be a number in 0..9", tok);
+                    goto done;
+                }
+            } else if (!strcmp(opt, "animated")) {
+                r.animated = 1;
+            } else if (!strcmp(opt, "icc")) {
+                r.keep_icc = 1;
+            } else {
+                memcpy(fit, opt, sizeof(fit));
+            }
+        }
         while (isspace((unsigned char)*rest))
             rest++;
         if (*rest) {
@@ -194,8 +243,20 @@ int is_config_parse_renditions(const char *spec, is_rendition_t *out, int *nout,
         else if (!strcmp(fit, "attention"))
             r.fit = IS_FIT_ATTENTION;
         else {
-            snprintf(errstr, errstr_size, "'%s': fit '%s' is not one of inside, cover, attention",
+            snprintf(errstr, errstr_size,
+                     "'%s': option '%s' is not a fit (inside, cover, attention), effort=N, "
+                     "animated or icc",
                      tok, fit);
+            goto done;
+        }
+        if (r.effort > (!strcmp(fmt, "webp") ? 6 : !strcmp(fmt, "avif") ? 9 : -1)) {
+            snprintf(errstr, errstr_size,
+                     "'%s': effort is 0..6 for webp and 0..9 for avif; jpeg and png have none",
+                     tok);
+            goto done;
+        }
+        if (r.animated && strcmp(fmt, "webp")) {
+            snprintf(errstr, errstr_size, "'%s': only webp renditions can be animated", tok);
             goto done;
         }
         for (int i = 0; i < n; i++)
@@ -236,6 +297,24 @@ static int set_kafka(is_config_t *cfg, const char *key, const char *value)
     return 0;
 }
 
+static int set_pair(is_kv_t **kvp, size_t *n, const char *key, const char *value)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*kvp)[i].key, key)) {
+            free((*kvp)[i].value);
+            (*kvp)[i].value = strdup(value);
+            return 0;
+        }
+    is_kv_t *kv = realloc(*kvp, (*n + 1) * sizeof(*kv));
+    if (!kv)
+        return -1;
+    *kvp = kv;
+    kv[*n].key = strdup(key);
+    kv[*n].value = strdup(value);
+    (*n)++;
+    return 0;
+}
+
 const char *is_config_kafka_get(const is_config_t *cfg, const char *key)
 {
     for (size_t i = 0; i < cfg->nkafka; i++)
@@ -254,6 +333,11 @@ int is_config_set(is_config_t *cfg, const char *key, const char *value, char *er
         /* Validated by librdkafka when the client is created, which names
          * the property and what it expects. */
         return set_kafka(cfg, key + 6, value);
+    }
+    if (!strncmp(key, "processor.", 10) && key[10]) {
+        /* Checked when the processors are loaded at start (processors/chain.c),
+         * which knows each type's keys. */
+        return set_pair(&cfg->processor_kv, &cfg->nprocessor_kv, key + 10, value);
     }
     if (!(k = find_key(key))) {
         snprintf(errstr, errstr_size,
@@ -368,6 +452,11 @@ void is_config_destroy(is_config_t *cfg)
         free(cfg->kafka[i].value);
     }
     free(cfg->kafka);
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        free(cfg->processor_kv[i].key);
+        free(cfg->processor_kv[i].value);
+    }
+    free(cfg->processor_kv);
     free(cfg);
 }
 
@@ -526,11 +615,20 @@ void is_config_print_help(FILE *fp, int markdown)
     if (markdown)
         fprintf(fp, "| `kafka.*` | string | | | Passed to librdkafka without the prefix, e.g. "
                     "`kafka.bootstrap.servers` (**required**), `kafka.group.id` (default "
-                    "`imgsink`), `kafka.group.instance.id`. |\n");
+                    "`imgsink`), `kafka.group.instance.id`. |\n"
+                    "| `processor.*` | string | | | Settings of the processors named in "
+                    "`processors`: `processor.NAME.type` (plugin or exec), for a plugin "
+                    "`processor.NAME.path` (the .so) and its own keys, for exec "
+                    "`processor.NAME.command`, `processor.NAME.timeout.ms` (default 10000) and "
+                    "`processor.NAME.retries` (default 2). |\n");
     else
         fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
                     "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
-                    "kafka.group.instance.id.\n");
+                    "kafka.group.instance.id.\n"
+                    "processor.* (string)\n    Settings of the processors named in processors: "
+                    "processor.NAME.type (plugin or exec); plugin: processor.NAME.path and its own "
+                    "keys; exec: processor.NAME.command, processor.NAME.timeout.ms (default "
+                    "10000), processor.NAME.retries (default 2).\n");
 }
 
 void is_config_dump(const is_config_t *cfg, FILE *fp)
@@ -556,5 +654,10 @@ void is_config_dump(const is_config_t *cfg, FILE *fp)
         const char *key = cfg->kafka[i].key;
         int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, ".key.pem");
         fprintf(fp, "kafka.%s=%s\n", key, secret ? "[hidden]" : cfg->kafka[i].value);
+    }
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        const char *key = cfg->processor_kv[i].key;
+        int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, "token");
+        fprintf(fp, "processor.%s=%s\n", key, secret ? "[hidden]" : cfg->processor_kv[i].value);
     }
 }

@@ -30,6 +30,10 @@ typedef struct is_rendition {
     char format[8]; /* jpeg | webp | avif | png */
     int quality;
     is_fit_t fit;
+    /* Options after FIT in the spec (processors/pipeline.c reads them). */
+    int effort;   /* webp 0..6, avif 0..9; -1 = the encoder's default */
+    int animated; /* 1: all frames of an animated source (webp output only) */
+    int keep_icc; /* 1: keep the ICC profile; every other metadata field is dropped */
 } is_rendition_t;
 
 /* kafka.* pass-through properties, in the order they were set. */
@@ -59,9 +63,14 @@ typedef struct is_config {
     is_rendition_t renditions[IS_MAX_RENDITIONS];
     int nrenditions;
     int64_t vips_concurrency;
+    int64_t limits_max_frames, limits_timeout_ms;
+    char *processors_spec; /* "name[@stage],..." (processors/chain.c) */
+    is_kv_t *processor_kv; /* processor.* keys without the prefix, in the order set */
+    size_t nprocessor_kv;
     /* delivery */
+    int64_t worker_threads, worker_max_inflight, worker_max_inflight_pixels;
     int64_t retry_backoff_initial_ms, retry_backoff_max_ms;
-    int64_t shutdown_timeout_ms;
+    int64_t shutdown_timeout_ms, rebalance_drain_timeout_ms;
     /* logging */
     char *log_level;
     /* kafka.* */

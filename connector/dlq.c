@@ -3,6 +3,7 @@
  */
 #include "dlq.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,11 @@ struct is_dlq {
     char *topic;
 };
 
-/* Delivery status of the one message in flight; set by dr_cb, which runs
- * inside rd_kafka_poll on the calling (poll) thread. */
+/* Delivery status of one message; set by dr_cb, which runs inside
+ * rd_kafka_poll on whichever job thread polls first, hence atomic. */
 typedef struct dr_status {
-    int done;
-    rd_kafka_resp_err_t err;
+    atomic_int done;
+    rd_kafka_resp_err_t err; /* written before done is set */
 } dr_status_t;
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
@@ -28,7 +29,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
     (void)rk;
     (void)opaque;
     st->err = rkm->err;
-    st->done = 1;
+    atomic_store(&st->done, 1);
 }
 
 is_dlq_t *is_dlq_new(const is_config_t *cfg, char *errstr, size_t errstr_size)
@@ -72,6 +73,7 @@ int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
     rd_kafka_headers_t *src = NULL, *hdrs;
     char part[16], off[32], when[40];
     dr_status_t st = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
+
     time_t now = time(NULL);
     struct tm tm;
 
@@ -102,7 +104,7 @@ int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
         return -1;
     }
     /* message.timeout.ms bounds this wait: librdkafka always reports. */
-    while (!st.done)
+    while (!atomic_load(&st.done))
         rd_kafka_poll(dlq->rk, 100);
     if (st.err) {
         snprintf(errstr, errstr_size, "deliver to %s: %s", dlq->topic, rd_kafka_err2str(st.err));

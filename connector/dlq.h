@@ -24,7 +24,7 @@ void is_dlq_destroy(is_dlq_t *dlq);
 
 /* Produces the dead letter for rkm and waits for its delivery report.
  * Returns 0 when acknowledged, -1 with errstr when not (the caller retries).
- * Called from the poll thread only. */
+ * Thread-safe: job threads call it concurrently. */
 int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass, const char *reason,
                 char *errstr, size_t errstr_size);
 

@@ -21,9 +21,9 @@ typedef struct part {
     int32_t partition;
     uint64_t gen;
     entry_t *ring;
-    size_t cap, head, len;   /* ring[head .. head+len) in offset order */
-    int64_t storable;        /* offset to store, -1 if nothing done yet */
-    int64_t reported;        /* last storable handed out by collect */
+    size_t cap, head, len; /* ring[head .. head+len) in offset order */
+    int64_t storable;      /* offset to store, -1 if nothing done yet */
+    int64_t reported;      /* last storable handed out by collect */
     struct part *next;
 } part_t;
 

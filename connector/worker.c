@@ -1,6 +1,11 @@
 /*
- * worker.c - the consumer loop, per-record processing, the DLQ and offset
- * storage. See worker.h for the delivery protocol.
+ * worker.c - the poll thread: consumer, rebalances, dispatch, backpressure,
+ * offset storage and shutdown. Records are processed by the job threads in
+ * job.c. See worker.h for the delivery protocol and worker_int.h for
+ * threads and locks.
+ *
+ * Only rd_kafka_consumer_poll is used to fetch: librdkafka 2.0.x's batch
+ * consume APIs lose offsets around pause and seek.
  */
 #include "worker.h"
 
@@ -10,39 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-
-#include "dlq.h"
-#include "envelope.h"
 #include "kafka.h"
-#include "keys.h"
 #include "log.h"
-#include "metadata.h"
-#include "pipeline.h"
-#include "s3.h"
-#include "sigv4.h"
-
-/* What became of one record. */
-typedef enum {
-    REC_WRITTEN,  /* every object is durable: store the offset */
-    REC_DLQ,      /* permanent failure: send to the DLQ, then store */
-    REC_ABANDONED /* shutdown deadline hit while retrying: store nothing */
-} rec_outcome_t;
-
-typedef struct is_worker {
-    const is_config_t *cfg;
-    rd_kafka_t *rk; /* consumer */
-    is_dlq_t *dlq;
-    is_s3_t *s3;
-    is_pipeline_conf_t pconf;
-    is_envelope_format_t envfmt;
-    volatile sig_atomic_t *stop;
-    struct timespec stop_deadline;
-    int stopping;
-    int fatal;
-    /* counters, logged at exit */
-    long long n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned;
-} is_worker_t;
+#include "worker_int.h"
 
 static double now_s(void)
 {
@@ -51,250 +26,116 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* True once a stop was requested and its deadline passed: retry loops give
- * up then, leaving the record uncommitted for the next owner. */
-static int past_deadline(is_worker_t *w)
+static size_t max_inflight(const is_worker_t *w)
 {
-    if (!*w->stop)
-        return 0;
-    if (!w->stopping) {
-        w->stopping = 1;
-        double d = now_s() + w->cfg->shutdown_timeout_ms / 1e3;
-        w->stop_deadline.tv_sec = (time_t)d;
-        w->stop_deadline.tv_nsec = (long)((d - (time_t)d) * 1e9);
-    }
-    return now_s() >= w->stop_deadline.tv_sec + w->stop_deadline.tv_nsec / 1e9;
+    return w->cfg->worker_max_inflight ? (size_t)w->cfg->worker_max_inflight
+                                       : (size_t)(2 * w->nthreads);
 }
 
-/* Capped exponential backoff with full jitter; sleeps in slices so a
- * shutdown is noticed. Returns -1 if the shutdown deadline passed. */
-static int backoff(is_worker_t *w, int attempt)
+/* Stores every partition's newly contiguous done offset. A partition that
+ * is no longer ours (__STATE) moved to another member, which will process
+ * those records again: logged and dropped, never retried. Poll thread. */
+static void store_offsets(is_worker_t *w)
 {
-    double cap = (double)w->cfg->retry_backoff_max_ms;
-    double exp =
-        (double)w->cfg->retry_backoff_initial_ms * (double)(1u << (attempt < 20 ? attempt : 20));
-    double ms = (exp < cap ? exp : cap) * ((double)rand() / RAND_MAX);
-    double until = now_s() + ms / 1e3;
+    is_offsets_pos_t pos[64];
+    size_t n;
 
-    w->n_retries++;
-    while (now_s() < until) {
-        if (past_deadline(w))
-            return -1;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    return past_deadline(w) ? -1 : 0;
-}
-
-/* PUTs one object, retrying transient failures for as long as it takes.
- * Returns 0 written, 1 permanent failure (errstr), -1 abandoned. */
-static int put_retry(is_worker_t *w, const char *key, const void *body, size_t len,
-                     const char *ctype, const char *tagging, char *errstr, size_t errstr_size)
-{
-    for (int attempt = 0;; attempt++) {
-        is_s3_result_t r = is_s3_put(w->s3, key, body, len, ctype, tagging,
-                                     w->cfg->s3_if_none_match, errstr, errstr_size);
-        w->n_puts++;
-        if (r == IS_S3_OK)
-            return 0;
-        if (r == IS_S3_PERMANENT)
-            return 1;
-        IS_WARN("s3", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
-                "transient PUT failure, retrying: %s", errstr);
-        if (backoff(w, attempt))
-            return -1;
-    }
-}
-
-/* Fetches a claim-check payload. Same return convention as put_retry. */
-static int get_retry(is_worker_t *w, const is_objref_t *ref, void **body, size_t *len, char *errstr,
-                     size_t errstr_size)
-{
-    for (int attempt = 0;; attempt++) {
-        is_s3_result_t r =
-            is_s3_get(w->s3, ref->bucket, ref->key, (size_t)w->cfg->limits_max_input_bytes, body,
-                      len, errstr, errstr_size);
-        if (r == IS_S3_OK)
-            return 0;
-        if (r == IS_S3_PERMANENT)
-            return 1;
-        IS_WARN("s3", json_pack("{s:s, s:s}", "bucket", ref->bucket, "key", ref->key),
-                "transient GET failure, retrying: %s", errstr);
-        if (backoff(w, attempt))
-            return -1;
-    }
-}
-
-/* Processes one record to its outcome. For REC_DLQ, *klass and reason say
- * why. Runs on the poll thread. */
-static rec_outcome_t process(is_worker_t *w, const rd_kafka_message_t *rkm, const char **klass,
-                             char *reason, size_t reason_size)
-{
-    const is_config_t *cfg = w->cfg;
-    is_record_t *rec = NULL;
-    is_result_t res = {0};
-    void *fetched = NULL;
-    const void *img;
-    size_t img_len;
-    char *keys[IS_MAX_RENDITIONS] = {0};
-    char *meta = NULL, mkey[1024], tagging[256], sha[65];
-    rec_outcome_t out = REC_DLQ;
-    int rc;
-
-    if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt, (size_t)cfg->input_max_record_bytes,
-                           &rec, reason, reason_size)) {
-        *klass = "envelope";
-        goto done;
-    }
-    /* Validates id and tenant before any work: they become key segments. */
-    if (is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id, "metadata",
-                       "json", mkey, sizeof(mkey), reason, reason_size)) {
-        *klass = "record";
-        goto done;
-    }
-    if (is_keys_tagging(rec->retention_days, rec->source, tagging, sizeof(tagging))) {
-        snprintf(reason, reason_size, "cannot encode retention tag");
-        *klass = "record";
-        goto done;
-    }
-    if (rec->payload_is_ref) {
-        rc = get_retry(w, &rec->ref, &fetched, &img_len, reason, reason_size);
-        if (rc) {
-            *klass = "claim-check";
-            out = rc < 0 ? REC_ABANDONED : REC_DLQ;
-            goto done;
-        }
-        img = fetched;
-    } else {
-        img = rec->payload;
-        img_len = rec->payload_len;
-    }
-
-    is_proc_result_t pr;
-    for (int attempt = 0;; attempt++) {
-        pr = is_pipeline_run(&w->pconf, img, img_len, &res, reason, reason_size);
-        if (pr != IS_PROC_RETRY)
+    while ((n = is_offsets_collect(w->offsets, pos, 64)) > 0) {
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new((int)n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_topic_partition_list_add(parts, pos[i].topic, pos[i].partition)->offset =
+                pos[i].offset;
+        rd_kafka_offsets_store(w->rk, parts);
+        for (int i = 0; i < parts->cnt; i++)
+            if (parts->elems[i].err)
+                IS_WARN("worker",
+                        json_pack("{s:s, s:i, s:I}", "topic", parts->elems[i].topic, "partition",
+                                  (int)parts->elems[i].partition, "offset",
+                                  (json_int_t)parts->elems[i].offset),
+                        "offset not stored (%s): the partition moved to another member",
+                        rd_kafka_err2str(parts->elems[i].err));
+        rd_kafka_topic_partition_list_destroy(parts);
+        if (n < 64)
             break;
-        if (backoff(w, attempt)) {
-            out = REC_ABANDONED;
-            goto done;
-        }
     }
-    if (pr == IS_PROC_FAIL) {
-        *klass = "image";
-        goto done;
-    }
-
-    /* Renditions first, metadata.json last: its presence means the record
-     * is complete. */
-    for (int i = 0; i < res.nout; i++) {
-        keys[i] = malloc(1024);
-        if (!keys[i] ||
-            is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id,
-                           res.out[i].name, res.out[i].ext, keys[i], 1024, reason, reason_size)) {
-            *klass = "record";
-            goto done;
-        }
-        rc = put_retry(w, keys[i], res.out[i].buf, res.out[i].len, res.out[i].content_type, tagging,
-                       reason, reason_size);
-        if (rc) {
-            *klass = "store";
-            out = rc < 0 ? REC_ABANDONED : REC_DLQ;
-            goto done;
-        }
-    }
-    is_sha256_hex(img, img_len, sha);
-    is_metadata_src_t src = {rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset, sha};
-    if (!(meta = is_metadata_json(rec, &res, keys, &src))) {
-        snprintf(reason, reason_size, "cannot build metadata.json (invalid text in record?)");
-        *klass = "record";
-        goto done;
-    }
-    rc = put_retry(w, mkey, meta, strlen(meta), "application/json", tagging, reason, reason_size);
-    if (rc) {
-        *klass = "store";
-        out = rc < 0 ? REC_ABANDONED : REC_DLQ;
-        goto done;
-    }
-    IS_DEBUG("worker",
-             json_pack("{s:s, s:s, s:i, s:I, s:i, s:f}", "id", rec->id, "topic",
-                       rd_kafka_topic_name(rkm->rkt), "partition", (int)rkm->partition, "offset",
-                       (json_int_t)rkm->offset, "objects", res.nout + 1, "processing_ms",
-                       res.processing_ms),
-             "record written");
-    out = REC_WRITTEN;
-done:
-    for (int i = 0; i < IS_MAX_RENDITIONS; i++)
-        free(keys[i]);
-    free(meta);
-    free(fetched);
-    is_result_clear(&res);
-    is_record_destroy(rec);
-    return out;
 }
 
-/* Stores offset + 1 for the record's partition. A partition that is no
- * longer assigned (__STATE) moved to another member: the record will be
- * processed again there, so this is logged and dropped, never retried. */
-static void store_offset(is_worker_t *w, const rd_kafka_message_t *rkm)
+static int in_list(const rd_kafka_topic_partition_list_t *parts, const char *topic, int32_t p)
 {
-    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_t *p =
-        rd_kafka_topic_partition_list_add(parts, rd_kafka_topic_name(rkm->rkt), rkm->partition);
-    p->offset = rkm->offset + 1;
-    rd_kafka_resp_err_t err = rd_kafka_offsets_store(w->rk, parts);
-    if (!err)
-        err = p->err;
-    if (err)
-        IS_WARN("worker",
-                json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(rkm->rkt), "partition",
-                          (int)rkm->partition, "offset", (json_int_t)rkm->offset),
-                "offset not stored (%s): the partition moved to another member, which will "
-                "process this record again",
-                rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(parts);
+    return parts && rd_kafka_topic_partition_list_find(parts, topic, p) != NULL;
 }
 
-static void handle(is_worker_t *w, rd_kafka_message_t *rkm)
+/* Removes queued (not yet running) jobs of the given partitions. They stay
+ * undone in the tracker, so no offset passes them. Caller holds w->lock. */
+static size_t drop_queued(is_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
 {
-    const char *klass = "unknown";
-    char reason[1024] = "";
-
-    w->n_in++;
-    rec_outcome_t out = process(w, rkm, &klass, reason, sizeof(reason));
-    if (out == REC_DLQ) {
-        IS_WARN("worker",
-                json_pack("{s:s, s:i, s:I, s:s}", "topic", rd_kafka_topic_name(rkm->rkt),
-                          "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
-                          "class", klass),
-                "record sent to DLQ: %s", reason);
-        /* A DLQ produce that fails is retried, never skipped: the offset
-         * only moves once the record is durably in the DLQ. */
-        for (int attempt = 0;; attempt++) {
-            char why[512];
-            if (!is_dlq_send(w->dlq, rkm, klass, reason, why, sizeof(why))) {
-                w->n_dlq++;
-                break;
-            }
-            IS_WARN("dlq", json_pack("{s:i}", "attempt", attempt + 1),
-                    "DLQ produce failed, retrying: %s", why);
-            if (backoff(w, attempt)) {
-                out = REC_ABANDONED;
-                break;
-            }
+    size_t dropped = 0;
+    is_job_t **pp = &w->qhead, *prev = NULL;
+    while (*pp) {
+        is_job_t *job = *pp;
+        if (in_list(parts, rd_kafka_topic_name(job->rkm->rkt), job->rkm->partition)) {
+            *pp = job->next;
+            rd_kafka_message_destroy(job->rkm);
+            free(job);
+            w->inflight--;
+            dropped++;
+            continue;
         }
-    } else if (out == REC_WRITTEN) {
-        w->n_written++;
+        prev = job;
+        pp = &job->next;
     }
-    if (out == REC_ABANDONED) {
-        w->n_abandoned++;
-        IS_WARN("worker",
-                json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(rkm->rkt), "partition",
-                          (int)rkm->partition, "offset", (json_int_t)rkm->offset),
-                "shutdown deadline reached; record left uncommitted and will be reprocessed");
-        return;
+    w->qtail = prev;
+    return dropped;
+}
+
+/* Running jobs of the given partitions. Caller holds w->lock. */
+static int running_in(is_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    int n = 0;
+    for (int i = 0; i < w->nthreads; i++)
+        if (w->slots[i].partition >= 0 && in_list(parts, w->slots[i].topic, w->slots[i].partition))
+            n++;
+    return n;
+}
+
+/* Revoke: no new dispatch (the callback runs inside poll, and queued jobs
+ * of these partitions are dropped), let running jobs finish within
+ * rebalance.drain.timeout.ms, store what is done, commit synchronously.
+ * Jobs still running at the deadline are cancelled: their records stay
+ * uncommitted for the next owner. Poll thread. */
+static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts)
+{
+    double deadline = now_s() + w->cfg->rebalance_drain_timeout_ms / 1e3;
+    size_t dropped;
+    int running;
+
+    pthread_mutex_lock(&w->lock);
+    dropped = drop_queued(w, parts);
+    while ((running = running_in(w, parts)) > 0 && now_s() < deadline &&
+           !atomic_load(&w->abandon)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
     }
-    store_offset(w, rkm);
+    for (int i = 0; i < w->nthreads; i++)
+        if (w->slots[i].partition >= 0 && in_list(parts, w->slots[i].topic, w->slots[i].partition))
+            atomic_store(&w->slots[i].cancel, 1);
+    pthread_mutex_unlock(&w->lock);
+    if (dropped || running)
+        IS_INFO("rebalance",
+                json_pack("{s:I, s:i}", "dropped_queued", (json_int_t)dropped, "still_running",
+                          running),
+                "revoke drained: queued records dropped, unfinished ones left uncommitted");
+
+    store_offsets(w);
+    rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        IS_WARN("rebalance", NULL, "commit on revoke failed: %s", rd_kafka_err2str(err));
 }
 
 static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
@@ -306,32 +147,51 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     IS_INFO("rebalance", json_pack("{s:o}", "partitions", arr), "%s", what);
 }
 
-/* Served on the poll thread from inside rd_kafka_consumer_poll, never while
- * a record is being processed, so a revoked partition has no work in flight:
- * commit what was stored for it synchronously, then let it go. A lost
- * assignment (session timed out) is given up without committing: another
- * member already owns it. */
+/* Served on the poll thread from inside rd_kafka_consumer_poll. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
+    is_worker_t *w = opaque;
     int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
-    (void)opaque;
 
+    atomic_fetch_add(&w->n_rebalances, 1);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_parts("partitions assigned", parts);
+        for (int i = 0; i < parts->cnt; i++)
+            is_offsets_add_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
+        /* Newly assigned partitions start paused while the worker is over
+         * its bounds, so resume covers them too. */
+        if (w->paused) {
+            rd_kafka_pause_partitions(rk, parts);
+            for (int i = 0; i < parts->cnt; i++)
+                rd_kafka_topic_partition_list_add(w->paused, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
+        }
         return;
     }
     if (rd_kafka_assignment_lost(rk)) {
-        log_parts("partitions lost: dropping them without commit", parts);
+        /* Another member owns these already: drop, commit nothing. */
+        log_parts("partitions lost: dropping their work without commit", parts);
+        pthread_mutex_lock(&w->lock);
+        drop_queued(w, parts);
+        for (int i = 0; i < w->nthreads; i++)
+            if (w->slots[i].partition >= 0 &&
+                in_list(parts, w->slots[i].topic, w->slots[i].partition))
+                atomic_store(&w->slots[i].cancel, 1);
+        pthread_mutex_unlock(&w->lock);
     } else {
-        log_parts("partitions revoked: committing stored offsets", parts);
-        rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
-        if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-            IS_WARN("rebalance", NULL, "commit on revoke failed: %s", rd_kafka_err2str(cerr));
+        log_parts("partitions revoked: draining and committing", parts);
+        drain_revoked(w, parts);
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        is_offsets_remove_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+        if (w->paused)
+            rd_kafka_topic_partition_list_del(w->paused, parts->elems[i].topic,
+                                              parts->elems[i].partition);
     }
     if (cooperative)
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
@@ -347,13 +207,65 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         char why[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
         IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(orig)),
-               "fatal consumer error (a fenced static member: another instance uses the same "
+               "fatal consumer error (for a fenced static member: another instance uses the same "
                "kafka.group.instance.id): %s",
                why);
-        w->fatal = 1;
+        atomic_store(&w->fatal, 1);
         return;
     }
     IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", reason);
+}
+
+/* Backpressure: over a bound (records in flight, or jobs waiting for pixel
+ * budget), pause every assigned partition and keep polling so the member
+ * stays in the group; below half the bound, resume exactly what was paused.
+ * Poll thread. */
+static void backpressure(is_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t inflight = w->inflight;
+    int waiters = w->pixel_waiters;
+    pthread_mutex_unlock(&w->lock);
+
+    if (!w->paused && (inflight >= max_inflight(w) || waiters > 0)) {
+        rd_kafka_topic_partition_list_t *asg = NULL;
+        if (rd_kafka_assignment(w->rk, &asg) || !asg)
+            return;
+        rd_kafka_pause_partitions(w->rk, asg);
+        w->paused = asg;
+        IS_DEBUG("worker",
+                 json_pack("{s:I, s:i, s:i}", "inflight", (json_int_t)inflight, "pixel_waiters",
+                           waiters, "partitions", asg->cnt),
+                 "over bounds: partitions paused");
+    } else if (w->paused && inflight <= max_inflight(w) / 2 && waiters == 0) {
+        rd_kafka_resume_partitions(w->rk, w->paused);
+        rd_kafka_topic_partition_list_destroy(w->paused);
+        w->paused = NULL;
+        IS_DEBUG("worker", NULL, "under bounds: partitions resumed");
+    }
+}
+
+static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
+{
+    uint64_t gen =
+        is_offsets_add(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
+    if (!gen) { /* not (or no longer) assigned: the owner will process it */
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
+    is_job_t *job = calloc(1, sizeof(*job));
+    job->rkm = rkm;
+    job->gen = gen;
+    atomic_fetch_add(&w->n_in, 1);
+    pthread_mutex_lock(&w->lock);
+    if (w->qtail)
+        w->qtail->next = job;
+    else
+        w->qhead = job;
+    w->qtail = job;
+    w->inflight++;
+    pthread_cond_signal(&w->cond_job);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size)
@@ -403,66 +315,123 @@ fail:
     return NULL;
 }
 
+/* Shutdown: no more fetching; wait for everything in flight within
+ * shutdown.timeout.ms, then make retry loops give up, store, commit and
+ * leave. Poll thread. */
+static void drain_all(is_worker_t *w)
+{
+    double deadline = now_s() + w->cfg->shutdown_timeout_ms / 1e3;
+
+    pthread_mutex_lock(&w->lock);
+    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)w->inflight),
+            "stopping: finishing records in flight");
+    while (w->inflight > 0) {
+        pthread_mutex_unlock(&w->lock);
+        /* Offsets are stored while draining, so a slow straggler does not
+         * hold back the commit of everything else. */
+        store_offsets(w);
+        if (now_s() >= deadline) {
+            atomic_store(&w->abandon, 1);
+            pthread_mutex_lock(&w->lock);
+            break;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&w->lock);
+    }
+    w->quit = 1;
+    pthread_cond_broadcast(&w->cond_job);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int start_threads(is_worker_t *w, is_job_arg_t *args, char *errstr, size_t errstr_size)
+{
+    for (int i = 0; i < w->nthreads; i++) {
+        w->slots[i].partition = -1;
+        args[i] = (is_job_arg_t){w, i};
+        if (pthread_create(&w->threads[i], NULL, is_job_thread, &args[i])) {
+            snprintf(errstr, errstr_size, "cannot start job thread %d", i);
+            w->nthreads = i;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic_t *stop,
                   char *errstr, size_t errstr_size)
 {
     is_worker_t w = {.cfg = cfg, .stop = stop};
-    int rc = -1;
+    is_job_arg_t *args = NULL;
+    is_s3_t *probe = NULL;
+    int rc = -1, nthreads;
 
-    w.pconf = (is_pipeline_conf_t){.max_input_bytes = cfg->limits_max_input_bytes,
-                                   .max_pixels = cfg->limits_max_pixels,
-                                   .fail_on = cfg->limits_fail_on,
-                                   .renditions = cfg->renditions,
-                                   .nrenditions = cfg->nrenditions};
+    nthreads = cfg->worker_threads ? (int)cfg->worker_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    nthreads = nthreads < 1 ? 1 : nthreads;
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond_job, NULL);
+    pthread_cond_init(&w.cond_idle, NULL);
+    is_pipeline_conf_init(&w.pconf, cfg);
+    w.pconf.reserve = is_job_reserve_pixels;
+    w.pconf.release = is_job_release_pixels;
+    w.pconf.budget_ctx = &w;
     w.envfmt = !strcmp(cfg->input_format, "avro")        ? IS_ENVELOPE_AVRO
                : !strcmp(cfg->input_format, "confluent") ? IS_ENVELOPE_CONFLUENT
                                                          : IS_ENVELOPE_AUTO;
-    srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
-    if (is_pipeline_global_init(argv0, cfg->limits_formats, (int)cfg->vips_concurrency, errstr,
-                                errstr_size))
+    if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;
-    is_s3_conf_t s3c = {cfg->s3_endpoint,      cfg->s3_region,
-                        cfg->s3_bucket,        cfg->s3_access_key,
-                        cfg->s3_secret_key,    cfg->s3_session_token,
-                        cfg->s3_path_style,    cfg->s3_connect_timeout_ms,
-                        cfg->s3_timeout_ms,    strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        cfg->s3_sse_kms_key_id};
-    if (!(w.s3 = is_s3_new(&s3c, errstr, errstr_size)))
+    /* Checked once here so a bad endpoint fails start-up, not a thread. */
+    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
+                        .region = cfg->s3_region,
+                        .bucket = cfg->s3_bucket,
+                        .access_key = cfg->s3_access_key,
+                        .secret_key = cfg->s3_secret_key};
+    if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
-    if (!(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
+    if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
+        goto done;
+    w.threads = calloc((size_t)nthreads, sizeof(*w.threads));
+    w.slots = calloc((size_t)nthreads, sizeof(*w.slots));
+    args = calloc((size_t)nthreads, sizeof(*args));
+    w.nthreads = nthreads;
+    if (start_threads(&w, args, errstr, errstr_size))
         goto done;
     if (!(w.rk = consumer_new(&w, errstr, errstr_size)))
         goto done;
 
     IS_INFO("worker",
-            json_pack("{s:s, s:s, s:s, s:s, s:i}", "topics", cfg->input_topics, "group",
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I}", "topics", cfg->input_topics, "group",
                       is_config_kafka_get(cfg, "group.id"), "bucket", cfg->s3_bucket, "dlq",
-                      cfg->dlq_topic, "renditions", cfg->nrenditions),
+                      cfg->dlq_topic, "renditions", cfg->nrenditions, "threads", nthreads,
+                      "max_inflight", (json_int_t)max_inflight(&w)),
             "imgsink %s started", IS_VERSION);
 
-    while (!*stop && !w.fatal) {
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 200);
-        if (!rkm)
-            continue;
-        if (rkm->err) {
+    while (!*stop && !atomic_load(&w.fatal)) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 100);
+        if (rkm && rkm->err) {
             if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(rkm->err)),
                         "consumer: %s", rd_kafka_message_errstr(rkm));
             rd_kafka_message_destroy(rkm);
-            continue;
+        } else if (rkm) {
+            dispatch(&w, rkm);
         }
-        handle(&w, rkm);
-        rd_kafka_message_destroy(rkm);
+        store_offsets(&w);
+        backpressure(&w);
     }
 
-    IS_INFO("worker", NULL, "stopping: committing stored offsets and leaving the group");
+    drain_all(&w);
+    for (int i = 0; i < w.nthreads; i++)
+        pthread_join(w.threads[i], NULL);
+    w.nthreads = 0;
+    store_offsets(&w);
+    IS_INFO("worker", NULL, "committing stored offsets and leaving the group");
     rd_kafka_resp_err_t err = rd_kafka_commit(w.rk, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         IS_WARN("worker", NULL, "final commit: %s", rd_kafka_err2str(err));
-    /* Leaves the group; the revoke callback commits once more on the way. */
-    rd_kafka_consumer_close(w.rk);
-    if (w.fatal) {
+    rd_kafka_consumer_close(w.rk); /* the revoke callback runs once more */
+    if (atomic_load(&w.fatal)) {
         snprintf(errstr, errstr_size,
                  "fatal Kafka error (see the log above); exiting so the orchestrator restarts "
                  "this member");
@@ -470,16 +439,37 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     }
     rc = 0;
 done:
+    if (w.nthreads) { /* start-up failed after threads started */
+        pthread_mutex_lock(&w.lock);
+        w.quit = 1;
+        pthread_cond_broadcast(&w.cond_job);
+        pthread_mutex_unlock(&w.lock);
+        for (int i = 0; i < w.nthreads; i++)
+            pthread_join(w.threads[i], NULL);
+    }
     IS_INFO("worker",
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "records_in", (json_int_t)w.n_in,
-                      "records_written", (json_int_t)w.n_written, "records_dlq",
-                      (json_int_t)w.n_dlq, "records_abandoned", (json_int_t)w.n_abandoned, "puts",
-                      (json_int_t)w.n_puts, "retries", (json_int_t)w.n_retries),
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records_in",
+                      (json_int_t)atomic_load(&w.n_in), "records_written",
+                      (json_int_t)atomic_load(&w.n_written), "records_dlq",
+                      (json_int_t)atomic_load(&w.n_dlq), "records_abandoned",
+                      (json_int_t)atomic_load(&w.n_abandoned), "puts",
+                      (json_int_t)atomic_load(&w.n_puts), "retries",
+                      (json_int_t)atomic_load(&w.n_retries), "rebalances",
+                      (json_int_t)atomic_load(&w.n_rebalances)),
             "worker totals");
     if (w.rk)
         rd_kafka_destroy(w.rk);
+    if (w.paused)
+        rd_kafka_topic_partition_list_destroy(w.paused);
     is_dlq_destroy(w.dlq);
-    is_s3_destroy(w.s3);
+    is_offsets_destroy(w.offsets);
+    is_s3_destroy(probe);
+    free(w.threads);
+    free(w.slots);
+    free(args);
     is_pipeline_global_term();
+    pthread_cond_destroy(&w.cond_job);
+    pthread_cond_destroy(&w.cond_idle);
+    pthread_mutex_destroy(&w.lock);
     return rc;
 }

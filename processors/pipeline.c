@@ -54,9 +54,22 @@ static void glog_cb(const gchar *domain, GLogLevelFlags level, const gchar *mess
     IS_LOG(lvl, "vips", json_pack("{s:s}", "domain", domain ? domain : ""), "%s", message);
 }
 
-int is_pipeline_global_init(const char *argv0, const char *formats, int concurrency, char *errstr,
+void is_pipeline_conf_init(is_pipeline_conf_t *conf, const is_config_t *cfg)
+{
+    memset(conf, 0, sizeof(*conf));
+    conf->max_input_bytes = cfg->limits_max_input_bytes;
+    conf->max_pixels = cfg->limits_max_pixels;
+    conf->fail_on = cfg->limits_fail_on;
+    conf->renditions = cfg->renditions;
+    conf->nrenditions = cfg->nrenditions;
+}
+
+int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *errstr,
                             size_t errstr_size)
 {
+    const char *formats = cfg->limits_formats;
+    int concurrency = (int)cfg->vips_concurrency;
+
     g_log_set_handler("VIPS", G_LOG_LEVEL_MASK, glog_cb, NULL);
     g_log_set_handler("GLib", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL, glog_cb, NULL);
     if (VIPS_INIT(argv0 ? argv0 : "imgsink")) {

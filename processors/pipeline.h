@@ -55,11 +55,15 @@ typedef struct is_pipeline_conf {
     void *budget_ctx;
 } is_pipeline_conf_t;
 
-/* Starts libvips: blocks every loader except those for the comma-separated
- * formats (jpeg,png,webp,gif,tiff,heif), disables the operation cache and
- * sets libvips' thread count (0 = its default). */
-int is_pipeline_global_init(const char *argv0, const char *formats, int concurrency, char *errstr,
+/* Starts libvips from the configuration: blocks every loader except those
+ * for limits.formats, disables the operation cache and sets libvips' thread
+ * count (vips.concurrency, 0 = its default). */
+int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *errstr,
                             size_t errstr_size);
+
+/* Fills conf from the configuration (limits, renditions). The budget hooks
+ * are left NULL for the caller to set. cfg must outlive conf. */
+void is_pipeline_conf_init(is_pipeline_conf_t *conf, const is_config_t *cfg);
 void is_pipeline_global_term(void);
 
 /* Processes one image. On OK, res holds the renditions in configuration

@@ -1,0 +1,357 @@
+/*
+ * job.c - job threads: one record from envelope to durable objects (or the
+ * DLQ), then its offset marked done. See worker_int.h for threads and locks.
+ *
+ * Each job thread owns one S3 client (a curl handle with its connection
+ * pool). Transient failures are retried with capped exponential backoff and
+ * full jitter for as long as it takes; a retry loop gives up only when the
+ * worker is shutting down past its deadline or the record's partition was
+ * revoked past the drain deadline (slot->cancel). A record given up is never
+ * marked done, so its offset is never stored: it will be processed again.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <vips/vips.h>
+
+#include "keys.h"
+#include "log.h"
+#include "metadata.h"
+#include "sigv4.h"
+#include "worker_int.h"
+
+typedef enum {
+    REC_WRITTEN,  /* every object is durable: mark done */
+    REC_DLQ,      /* permanent failure: to the DLQ, then mark done */
+    REC_ABANDONED /* gave up retrying (shutdown/revoke): leave undone */
+} rec_outcome_t;
+
+/* Per-thread context passed down the call chain. */
+typedef struct jctx {
+    is_worker_t *w;
+    is_slot_t *slot;
+    is_s3_t *s3;
+    unsigned int seed; /* rand_r state for jitter */
+} jctx_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int giving_up(jctx_t *j)
+{
+    return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel);
+}
+
+/* Capped exponential backoff with full jitter, in 20 ms slices so a
+ * shutdown or revoke is noticed. Returns -1 to give up. */
+static int backoff(jctx_t *j, int attempt)
+{
+    const is_config_t *cfg = j->w->cfg;
+    double cap = (double)cfg->retry_backoff_max_ms;
+    double exp =
+        (double)cfg->retry_backoff_initial_ms * (double)(1u << (attempt < 20 ? attempt : 20));
+    double ms = (exp < cap ? exp : cap) * ((double)rand_r(&j->seed) / RAND_MAX);
+    double until = now_s() + ms / 1e3;
+
+    atomic_fetch_add(&j->w->n_retries, 1);
+    while (now_s() < until) {
+        if (giving_up(j))
+            return -1;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return giving_up(j) ? -1 : 0;
+}
+
+/* PUTs one object, retrying transient failures. 0 written, 1 permanent
+ * failure (errstr), -1 gave up. */
+static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, const char *ctype,
+                     const char *tagging, char *errstr, size_t errstr_size)
+{
+    for (int attempt = 0;; attempt++) {
+        is_s3_result_t r = is_s3_put(j->s3, key, body, len, ctype, tagging,
+                                     j->w->cfg->s3_if_none_match, errstr, errstr_size);
+        atomic_fetch_add(&j->w->n_puts, 1);
+        if (r == IS_S3_OK)
+            return 0;
+        if (r == IS_S3_PERMANENT)
+            return 1;
+        IS_WARN("s3", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
+                "transient PUT failure, retrying: %s", errstr);
+        if (backoff(j, attempt))
+            return -1;
+    }
+}
+
+/* Fetches a claim-check payload; same convention as put_retry. */
+static int get_retry(jctx_t *j, const is_objref_t *ref, void **body, size_t *len, char *errstr,
+                     size_t errstr_size)
+{
+    for (int attempt = 0;; attempt++) {
+        is_s3_result_t r =
+            is_s3_get(j->s3, ref->bucket, ref->key, (size_t)j->w->cfg->limits_max_input_bytes, body,
+                      len, errstr, errstr_size);
+        if (r == IS_S3_OK)
+            return 0;
+        if (r == IS_S3_PERMANENT)
+            return 1;
+        IS_WARN("s3", json_pack("{s:s, s:s}", "bucket", ref->bucket, "key", ref->key),
+                "transient GET failure, retrying: %s", errstr);
+        if (backoff(j, attempt))
+            return -1;
+    }
+}
+
+/* PUTs the renditions, then metadata.json: its presence means the record is
+ * complete. Returns REC_WRITTEN, or the outcome with *klass and reason. */
+static rec_outcome_t write_outputs(jctx_t *j, const rd_kafka_message_t *rkm, const is_record_t *rec,
+                                   const is_result_t *res, const void *img, size_t img_len,
+                                   const char *tagging, const char **klass, char *reason,
+                                   size_t reason_size)
+{
+    const is_config_t *cfg = j->w->cfg;
+    char *keys[IS_MAX_RENDITIONS] = {0};
+    char *meta = NULL, mkey[1024], sha[65];
+    rec_outcome_t out = REC_DLQ;
+    int rc;
+
+    *klass = "record";
+    if (is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id, "metadata",
+                       "json", mkey, sizeof(mkey), reason, reason_size))
+        goto done;
+    for (int i = 0; i < res->nout; i++) {
+        if (!(keys[i] = malloc(1024)) ||
+            is_keys_object(cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id,
+                           res->out[i].name, res->out[i].ext, keys[i], 1024, reason, reason_size))
+            goto done;
+    }
+    *klass = "store";
+    for (int i = 0; i < res->nout; i++) {
+        rc = put_retry(j, keys[i], res->out[i].buf, res->out[i].len, res->out[i].content_type,
+                       tagging, reason, reason_size);
+        if (rc) {
+            out = rc < 0 ? REC_ABANDONED : REC_DLQ;
+            goto done;
+        }
+    }
+    is_sha256_hex(img, img_len, sha);
+    is_metadata_src_t src = {rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset, sha};
+    if (!(meta = is_metadata_json(rec, res, keys, &src))) {
+        snprintf(reason, reason_size, "cannot build metadata.json");
+        *klass = "record";
+        goto done;
+    }
+    rc = put_retry(j, mkey, meta, strlen(meta), "application/json", tagging, reason, reason_size);
+    out = rc == 0 ? REC_WRITTEN : rc < 0 ? REC_ABANDONED : REC_DLQ;
+done:
+    for (int i = 0; i < IS_MAX_RENDITIONS; i++)
+        free(keys[i]);
+    free(meta);
+    return out;
+}
+
+/* One record to its outcome. For REC_DLQ, *klass and reason say why. */
+static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
+                             char *reason, size_t reason_size)
+{
+    is_worker_t *w = j->w;
+    is_record_t *rec = NULL;
+    is_result_t res = {0};
+    void *fetched = NULL;
+    const void *img;
+    size_t img_len;
+    char tagging[256];
+    rec_outcome_t out = REC_DLQ;
+    is_proc_result_t pr;
+
+    if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
+                           (size_t)w->cfg->input_max_record_bytes, &rec, reason, reason_size)) {
+        *klass = "envelope";
+        goto done;
+    }
+    if (is_keys_tagging(rec->retention_days, rec->source, tagging, sizeof(tagging))) {
+        snprintf(reason, reason_size, "cannot encode the retention tag");
+        *klass = "record";
+        goto done;
+    }
+    if (rec->payload_is_ref) {
+        int rc = get_retry(j, &rec->ref, &fetched, &img_len, reason, reason_size);
+        if (rc) {
+            *klass = "claim-check";
+            out = rc < 0 ? REC_ABANDONED : REC_DLQ;
+            goto done;
+        }
+        img = fetched;
+    } else {
+        img = rec->payload;
+        img_len = rec->payload_len;
+    }
+    for (int attempt = 0;; attempt++) {
+        pr = is_pipeline_run(&w->pconf, img, img_len, &res, reason, reason_size);
+        if (pr != IS_PROC_RETRY)
+            break;
+        if (backoff(j, attempt)) {
+            out = REC_ABANDONED;
+            goto done;
+        }
+    }
+    if (pr == IS_PROC_FAIL) {
+        *klass = "image";
+        goto done;
+    }
+    out = write_outputs(j, rkm, rec, &res, img, img_len, tagging, klass, reason, reason_size);
+    if (out == REC_WRITTEN)
+        IS_DEBUG("job",
+                 json_pack("{s:s, s:i, s:I, s:s, s:f}", "topic", rd_kafka_topic_name(rkm->rkt),
+                           "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
+                           "id", rec->id, "processing_ms", res.processing_ms),
+                 "record written");
+done:
+    free(fetched);
+    is_result_clear(&res);
+    is_record_destroy(rec);
+    return out;
+}
+
+static json_t *where(const rd_kafka_message_t *rkm)
+{
+    return json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(rkm->rkt), "partition",
+                     (int)rkm->partition, "offset", (json_int_t)rkm->offset);
+}
+
+/* Runs one job to the point where its offset may be marked done. */
+static void run_job(jctx_t *j, is_job_t *job)
+{
+    is_worker_t *w = j->w;
+    rd_kafka_message_t *rkm = job->rkm;
+    const char *klass = "unknown";
+    char reason[1024] = "";
+
+    rec_outcome_t out = process(j, rkm, &klass, reason, sizeof(reason));
+    if (out == REC_DLQ) {
+        json_t *f = where(rkm);
+        json_object_set_new(f, "class", json_string(klass));
+        IS_WARN("job", f, "record sent to DLQ: %s", reason);
+        /* A DLQ produce that fails is retried, never skipped. */
+        for (int attempt = 0;; attempt++) {
+            char why[512];
+            if (!is_dlq_send(w->dlq, rkm, klass, reason, why, sizeof(why))) {
+                atomic_fetch_add(&w->n_dlq, 1);
+                break;
+            }
+            IS_WARN("dlq", json_pack("{s:i}", "attempt", attempt + 1),
+                    "DLQ produce failed, retrying: %s", why);
+            if (backoff(j, attempt)) {
+                out = REC_ABANDONED;
+                break;
+            }
+        }
+    } else if (out == REC_WRITTEN) {
+        atomic_fetch_add(&w->n_written, 1);
+    }
+    if (out == REC_ABANDONED) {
+        atomic_fetch_add(&w->n_abandoned, 1);
+        IS_WARN("job", where(rkm),
+                "gave up on the record (shutdown or revoke deadline); it stays uncommitted and "
+                "will be processed again");
+        return;
+    }
+    is_offsets_done(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, job->gen,
+                    rkm->offset);
+}
+
+void *is_job_thread(void *arg)
+{
+    is_job_arg_t *a = arg;
+    is_worker_t *w = a->w;
+    const is_config_t *cfg = w->cfg;
+    char errstr[512];
+    jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919)};
+
+    is_s3_conf_t s3c = {cfg->s3_endpoint,      cfg->s3_region,
+                        cfg->s3_bucket,        cfg->s3_access_key,
+                        cfg->s3_secret_key,    cfg->s3_session_token,
+                        cfg->s3_path_style,    cfg->s3_connect_timeout_ms,
+                        cfg->s3_timeout_ms,    strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        cfg->s3_sse_kms_key_id};
+    if (!(j.s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {
+        /* Validated at start-up by the poll thread: cannot happen later. */
+        IS_ERR("job", NULL, "S3 client: %s", errstr);
+        atomic_store(&w->fatal, 1);
+        return NULL;
+    }
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->qhead && !w->quit)
+            pthread_cond_wait(&w->cond_job, &w->lock);
+        if (!w->qhead)
+            break; /* quit and nothing left */
+        is_job_t *job = w->qhead;
+        w->qhead = job->next;
+        if (!w->qhead)
+            w->qtail = NULL;
+        snprintf(j.slot->topic, sizeof(j.slot->topic), "%s", rd_kafka_topic_name(job->rkm->rkt));
+        j.slot->partition = job->rkm->partition;
+        atomic_store(&j.slot->cancel, 0);
+        pthread_mutex_unlock(&w->lock);
+
+        run_job(&j, job);
+        rd_kafka_message_destroy(job->rkm);
+        free(job);
+
+        pthread_mutex_lock(&w->lock);
+        j.slot->partition = -1;
+        w->inflight--;
+        pthread_cond_broadcast(&w->cond_idle);
+    }
+    pthread_mutex_unlock(&w->lock);
+    is_s3_destroy(j.s3);
+    /* libvips keeps per-thread buffers until told the thread is done. */
+    vips_thread_shutdown();
+    return NULL;
+}
+
+int is_job_reserve_pixels(void *ctx, int64_t pixels)
+{
+    is_worker_t *w = ctx;
+    int rc = 0;
+    pthread_mutex_lock(&w->lock);
+    /* One image is always admitted when nothing else holds budget, so a
+     * single image larger than the budget cannot wait forever. */
+    while (w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
+        if (atomic_load(&w->abandon)) {
+            rc = -1;
+            break;
+        }
+        w->pixel_waiters++;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
+        w->pixel_waiters--;
+    }
+    if (!rc)
+        w->pixels += pixels;
+    pthread_mutex_unlock(&w->lock);
+    return rc;
+}
+
+void is_job_release_pixels(void *ctx, int64_t pixels)
+{
+    is_worker_t *w = ctx;
+    pthread_mutex_lock(&w->lock);
+    w->pixels -= pixels;
+    pthread_cond_broadcast(&w->cond_idle);
+    pthread_mutex_unlock(&w->lock);
+}

@@ -1,0 +1,90 @@
+/*
+ * worker_int.h - state shared by the poll thread (worker.c) and the job
+ * threads (job.c). Not a public interface.
+ *
+ * Threads and locks:
+ *   - The poll thread owns the consumer: it polls, serves rebalances, pauses
+ *     and resumes, dispatches jobs and stores offsets. It is the only thread
+ *     that calls rd_kafka_consumer_poll, rd_kafka_offsets_store and
+ *     rd_kafka_commit.
+ *   - Job threads take jobs from the queue, process them (pipeline, PUTs,
+ *     DLQ) and mark their offsets done in the tracker.
+ *   - w->lock protects the queue, the running slots, the in-flight counters
+ *     and the pixel budget; the tracker has its own lock. Never hold
+ *     w->lock while calling into librdkafka, libvips or libcurl.
+ */
+#ifndef IS_WORKER_INT_H
+#define IS_WORKER_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "dlq.h"
+#include "envelope.h"
+#include "offsets.h"
+#include "pipeline.h"
+#include "s3.h"
+
+typedef struct is_job {
+    rd_kafka_message_t *rkm; /* owned by the job */
+    uint64_t gen;            /* the partition's generation at dispatch */
+    struct is_job *next;
+} is_job_t;
+
+/* What one job thread is doing, for revoke waits and cancellation. */
+typedef struct is_slot {
+    char topic[256];
+    int32_t partition; /* -1 when idle */
+    atomic_int cancel; /* set by the poll thread: give up retrying */
+} is_slot_t;
+
+typedef struct is_worker {
+    const is_config_t *cfg;
+    rd_kafka_t *rk; /* consumer, poll thread only */
+    is_dlq_t *dlq;  /* thread-safe */
+    is_offsets_t *offsets;
+    is_pipeline_conf_t pconf;
+    is_envelope_format_t envfmt;
+    volatile sig_atomic_t *stop;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond_job;  /* queue became non-empty, or quit */
+    pthread_cond_t cond_idle; /* a job finished, or pixels were released */
+    is_job_t *qhead, *qtail;
+    size_t inflight;   /* queued + running */
+    int64_t pixels;    /* reserved by running pipelines */
+    int pixel_waiters; /* jobs blocked on the pixel budget */
+    int quit;          /* job threads exit when the queue is empty */
+    int nthreads;
+    pthread_t *threads;
+    is_slot_t *slots;
+
+    /* Partitions paused for backpressure (poll thread only), or NULL. */
+    rd_kafka_topic_partition_list_t *paused;
+
+    atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
+    atomic_int fatal;
+
+    /* counters, logged at exit */
+    atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances;
+} is_worker_t;
+
+/* Job thread entry point (job.c). arg is the is_slot_t index as intptr_t
+ * packed with the worker; see worker.c. */
+typedef struct is_job_arg {
+    is_worker_t *w;
+    int index;
+} is_job_arg_t;
+
+void *is_job_thread(void *arg);
+
+/* Pixel budget hooks given to the pipeline (job.c). */
+int is_job_reserve_pixels(void *ctx, int64_t pixels);
+void is_job_release_pixels(void *ctx, int64_t pixels);
+
+#endif
