@@ -65,7 +65,13 @@ test: deps
 	$(MAKE) --no-print-directory build-tests
 	bash test/run.sh
 
-build-tests: $(BUILD)/imgsink $(TESTS) $(ASAN_TESTS)
+build-tests: $(BUILD)/imgsink $(TESTS) $(ASAN_TESTS) $(BUILD)/mock/mock_worker plugins
+
+# In-process worker against librdkafka's mock cluster (run by test/e2e/t35).
+$(BUILD)/mock/mock_worker: test/mock/mock_worker.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_OBJ) $(PKG_LIBS) -lpthread -lm
 
 test-unit: $(TESTS)
 	bash test/run.sh unit
@@ -98,3 +104,45 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# Processor plugins (processors/plugin.h): one shared object per folder of
+# processors/plugins/, built against libvips only.
+PLUGINS = $(patsubst processors/plugins/%/,$(BUILD)/plugins/%.so,$(wildcard processors/plugins/*/))
+
+.PHONY: plugins fuzz fuzz-build
+plugins: $(PLUGINS)
+
+$(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors \
+		$(shell pkg-config --cflags vips) -o $@ $(filter %.c,$^) $(shell pkg-config --libs vips)
+
+# libFuzzer targets (test/fuzz/fuzz_*.c) with clang, ASan and UBSan.
+# `make fuzz` runs each for FUZZ_SECONDS (default 60) from a seed corpus;
+# test/run.sh fuzz runs them briefly as part of `make test`.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Iconnector -Iprocessors $(PKG_CFLAGS) \
+                -DIS_VERSION=\"$(VERSION)\"
+FUZZ_LIB_SRC  = connector/envelope.c connector/keys.c connector/log.c connector/config.c \
+                $(wildcard processors/*.c)
+FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard test/fuzz/fuzz_*.c))
+
+fuzz-build: $(FUZZ_TARGETS)
+
+$(BUILD)/fuzz/%: test/fuzz/%.c $(FUZZ_LIB_SRC) $(wildcard connector/*.h processors/*.h)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	@$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(PKG_LIBS) -lpthread -lm
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash test/run.sh fuzz
+
+# `make test-faults`: the fault-injection suite alone (about 6 minutes; part
+# of `make test` too). FAULT_SEED=N repeats a run.
+.PHONY: test-faults
+test-faults: deps
+	$(MAKE) --no-print-directory build
+	bash test/run.sh faults

@@ -64,8 +64,8 @@ static const is_ckey_t keys[] = {
     {"s3.sse.kms.key.id", T_STR, O(s3_sse_kms_key_id), "", 0, 0, NULL, 0,
      "KMS key id when s3.sse=aws:kms (empty: the bucket's default key)."},
     {"s3.if.none.match", T_BOOL, O(s3_if_none_match), "false", 0, 0, NULL, 0,
-     "Create-only writes (If-None-Match: *). Off by default so a replay overwrites with "
-     "identical bytes."},
+     "Create-only writes (If-None-Match: *): an existing key answers 412, which counts as "
+     "already written. Off by default so a replay overwrites with identical bytes."},
     {"limits.max.input.bytes", T_SIZE, O(limits_max_input_bytes), "50MiB", 1, INT64_C(1) << 31,
      NULL, 0, "Largest image payload accepted; larger ones go to the DLQ."},
     {"limits.max.pixels", T_INT, O(limits_max_pixels), "100000000", 1, INT64_C(1) << 40, NULL, 0,
@@ -244,8 +244,8 @@ int is_config_parse_renditions(const char *spec, is_rendition_t *out, int *nout,
             r.fit = IS_FIT_ATTENTION;
         else {
             snprintf(errstr, errstr_size,
-                     "'%s': option '%s' is not a fit (inside, cover, attention), effort=N, "
-                     "animated or icc",
+                     "'%s': fit '%s' is not one of inside, cover, attention (other options: "
+                     "effort=N, animated, icc)",
                      tok, fit);
             goto done;
         }

@@ -80,6 +80,15 @@ static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, c
         atomic_fetch_add(&j->w->n_puts, 1);
         if (r == IS_S3_OK)
             return 0;
+        /* Create-only writes (s3.if.none.match): 412 means the key already
+         * exists. Keys are deterministic and rendition bytes identical, so
+         * this is a redelivered or replayed record that was written before:
+         * done, not a dead letter. */
+        if (r == IS_S3_PERMANENT && j->w->cfg->s3_if_none_match &&
+            is_s3_last_status(j->s3) == 412) {
+            IS_DEBUG("s3", json_pack("{s:s}", "key", key), "exists already (If-None-Match)");
+            return 0;
+        }
         if (r == IS_S3_PERMANENT)
             return 1;
         IS_WARN("s3", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
@@ -193,7 +202,7 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
         img_len = rec->payload_len;
     }
     for (int attempt = 0;; attempt++) {
-        pr = is_pipeline_run(&w->pconf, img, img_len, &res, reason, reason_size);
+        pr = is_pipeline_run_attempt(&w->pconf, img, img_len, attempt, &res, reason, reason_size);
         if (pr != IS_PROC_RETRY)
             break;
         if (backoff(j, attempt)) {

@@ -1,5 +1,6 @@
 /*
- * main.c - the imgsink command line: run, produce, config, help, version.
+ * main.c - the imgsink command line: run, produce, replay, status, check, config,
+ * help, version.
  *
  * Configuration is read the same way for every command: defaults, then
  * -c FILE (or IMGSINK_CONFIG), then IMGSINK_* environment variables, then
@@ -12,11 +13,14 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "check.h"
 #include "config.h"
 #include "envelope.h"
 #include "log.h"
 #include "produce.h"
+#include "replay.h"
 #include "s3.h"
+#include "status.h"
 #include "worker.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -39,6 +43,12 @@ static void usage(FILE *fp)
             "  run       consume, process and store (a consumer-group member); stops on\n"
             "            SIGTERM/SIGINT after finishing the record in hand and committing\n"
             "  produce   publish image files as records (imgsink produce --help)\n"
+            "  replay    move a group's committed offsets to reprocess records, with a plan;\n"
+            "            refuses while the group has live members (imgsink replay --help)\n"
+            "  status    a group's committed offsets, end offsets, lag and members\n"
+            "            (imgsink status --help)\n"
+            "  check     validate the configuration, reach Kafka, the topics, the bucket and\n"
+            "            its lifecycle rule; one ok/FAIL line each (imgsink check --help)\n"
             "  config    print the effective configuration, secrets hidden\n"
             "  help config [--markdown]\n"
             "            every configuration key with type, default, bounds, description\n"
@@ -180,6 +190,12 @@ int main(int argc, char **argv)
         rc = cmd_run(cfg, argv[0], sargc, sargv);
     } else if (!strcmp(cmd, "produce")) {
         rc = is_produce_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "replay")) {
+        rc = is_replay_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "status")) {
+        rc = is_status_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "check")) {
+        rc = is_check_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "config")) {
         is_config_dump(cfg, stdout);
         rc = 0;

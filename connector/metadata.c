@@ -30,10 +30,13 @@ static void iso8601(int64_t ms, char *out, size_t size)
 char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *const *keys,
                        const is_metadata_src_t *src)
 {
-    char when[48];
+    char when[48], phash[17], mean[8];
     json_t *doc = json_object(), *attrs = json_object(), *input, *outs = json_array();
 
     iso8601(rec->uploaded_at_ms, when, sizeof(when));
+    snprintf(phash, sizeof(phash), "%016llx", (unsigned long long)res->phash);
+    snprintf(mean, sizeof(mean), "#%02x%02x%02x", res->mean_rgb[0] & 0xff, res->mean_rgb[1] & 0xff,
+             res->mean_rgb[2] & 0xff);
     for (size_t i = 0; i < rec->nattrs; i++)
         json_object_set_new(attrs, rec->attr_keys[i], str_or_null(rec->attr_values[i]));
 
@@ -43,16 +46,18 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
         (json_int_t)res->bytes, "sha256", src->source_sha256, "camera_make",
         res->camera_make[0] ? str_or_null(res->camera_make) : json_null(), "camera_model",
         res->camera_model[0] ? str_or_null(res->camera_model) : json_null());
+    json_object_set_new(input, "phash", json_string(phash));
+    json_object_set_new(input, "mean_color", json_string(mean));
 
     for (int i = 0; i < res->nout; i++) {
         const is_output_t *o = &res->out[i];
         char sha[65];
         is_sha256_hex(o->buf, o->len, sha);
-        json_array_append_new(outs,
-                              json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:s}", "name", o->name,
-                                        "key", keys[i], "format", o->ext, "content_type",
-                                        o->content_type, "width", o->width, "height", o->height,
-                                        "bytes", (json_int_t)o->len, "sha256", sha));
+        json_array_append_new(
+            outs, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:s}", "name", o->name, "key",
+                            keys[i], "format", o->ext, "content_type", o->content_type, "width",
+                            o->width, "height", o->height, "frames", o->pages > 0 ? o->pages : 1,
+                            "bytes", (json_int_t)o->len, "sha256", sha));
     }
 
     json_object_set_new(doc, "schema_version", json_integer(1));
@@ -73,7 +78,7 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
                         json_real((double)(int64_t)(res->processing_ms * 10) / 10));
     json_object_set_new(doc, "worker_version", json_string(IS_VERSION));
 
-    char *text = json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(1));
+    char *text = json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(1) | JSON_REAL_PRECISION(15));
     json_decref(doc);
     return text;
 }

@@ -5,7 +5,8 @@
  * record and the image, plus processing_ms; a replay rewrites the renditions
  * with identical bytes, and metadata.json differs only in processing_ms.
  * GPS and other location never appear: only camera make and model are read
- * from EXIF.
+ * from EXIF. input.phash is the 64-bit dHash of processors/analyze.h as 16
+ * hex digits; input.mean_color the mean sRGB colour as "#rrggbb".
  */
 #ifndef IS_METADATA_H
 #define IS_METADATA_H

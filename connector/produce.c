@@ -23,6 +23,7 @@
 #include "kafka.h"
 #include "keys.h"
 #include "log.h"
+#include "progress.h"
 
 typedef struct prod_opts {
     const char *topic, *tenant, *source, *id_prefix;
@@ -243,6 +244,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     char **files = NULL;
     size_t nfiles = 0;
     rd_kafka_t *rk = NULL;
+    is_progress_t *pg = NULL; /* drawn only when stderr is a terminal */
     struct timespec now;
 
     clock_gettime(CLOCK_REALTIME, &now);
@@ -335,16 +337,24 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
         fprintf(stderr, "imgsink produce: %s\n", errstr);
         goto done;
     }
+    pg = is_progress_new(stderr, "produce", "records delivered", (int64_t)nfiles * o.repeat,
+                         IS_PROGRESS_TTY);
     for (int r = 1; r <= o.repeat; r++)
-        for (size_t i = 0; i < nfiles; i++)
+        for (size_t i = 0; i < nfiles; i++) {
             if (produce_file(rk, &o, files[i], o.repeat > 1 ? r : 0, &st))
                 st.failed++;
-    while (rd_kafka_outq_len(rk) > 0 && rd_kafka_flush(rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT)
-        ;
+            is_progress_update(pg, st.delivered, -1, NULL);
+        }
+    while (rd_kafka_outq_len(rk) > 0 && rd_kafka_flush(rk, 200) == RD_KAFKA_RESP_ERR__TIMED_OUT)
+        is_progress_update(pg, st.delivered, -1, NULL);
+    is_progress_update(pg, st.delivered, -1, NULL);
+    is_progress_destroy(pg); /* ends the line before the summary */
+    pg = NULL;
     printf("produced %lld records (%lld bytes) to %s: %lld delivered, %lld failed\n", st.queued,
            st.bytes, o.topic, st.delivered, st.failed);
     rc = st.failed || st.delivered != st.queued ? 1 : 0;
 done:
+    is_progress_destroy(pg);
     if (rk)
         rd_kafka_destroy(rk);
     for (size_t i = 0; i < nfiles; i++)

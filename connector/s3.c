@@ -55,6 +55,7 @@ struct is_s3 {
     char *sse, *sse_kms_key_id;                    /* NULL if none */
     int path_style;
     long connect_timeout_ms, timeout_ms;
+    long last_status; /* HTTP status of the last request, 0 if none came */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -554,6 +555,7 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
 
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    s3->last_status = rc == CURLE_OK ? status : 0;
     /* The handle still points at hl, up and resp, which end with this call;
      * the next request resets it before use, and hl goes now. */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
@@ -704,4 +706,9 @@ is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_
     }
     free(resp.p);
     return ret;
+}
+
+long is_s3_last_status(const is_s3_t *s3)
+{
+    return s3 ? s3->last_status : 0;
 }

@@ -68,6 +68,9 @@ is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_
  * errstr. */
 is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_t errstr_size);
 
+/* HTTP status of this client's last request (0: none, or no response). */
+long is_s3_last_status(const is_s3_t *s3);
+
 /* The classification rule, pure so it is unit-tested. http_status is 0 when
  * no response arrived; s3_code is the <Code> of the error document, or NULL;
  * curl_error is a CURLcode (0 = the transfer completed). */

@@ -163,13 +163,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
-        /* Newly assigned partitions start paused while the worker is over
-         * its bounds, so resume covers them too. */
+        /* librdkafka keeps a partition's pause flag across unassign and
+         * assign, so a partition is always put in the state the worker
+         * wants: paused (and remembered for resume) while over bounds,
+         * explicitly resumed otherwise. */
         if (w->paused) {
             rd_kafka_pause_partitions(rk, parts);
             for (int i = 0; i < parts->cnt; i++)
                 rd_kafka_topic_partition_list_add(w->paused, parts->elems[i].topic,
                                                   parts->elems[i].partition);
+        } else {
+            rd_kafka_resume_partitions(rk, parts);
         }
         return;
     }
@@ -187,6 +191,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_parts("partitions revoked: draining and committing", parts);
         drain_revoked(w, parts);
     }
+    /* Resume what leaves while paused: librdkafka would keep the pause
+     * flag, and a later re-assignment of the partition would never fetch
+     * (seen as a partition stuck after a member joined and left). */
+    if (w->paused)
+        rd_kafka_resume_partitions(rk, parts);
     for (int i = 0; i < parts->cnt; i++) {
         is_offsets_remove_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
         if (w->paused)

@@ -8,6 +8,15 @@
  * comes from the source with shrink-on-load; smaller ones are cut from it in
  * memory when its resolution is enough for them (cascade).
  *
+ * Every image is made upright (EXIF orientation), converted to 8-bit sRGB
+ * (or 8-bit grey), and written without metadata: no EXIF, XMP or IPTC ever
+ * leaves the worker, so neither does GPS; a rendition with the icc option
+ * keeps only the ICC profile. Animated sources give their first frame,
+ * except to renditions with the animated option, which get every frame
+ * (limits.max.frames, and width x height x frames within limits.max.pixels).
+ * The company's processors (chain.h) run at the stages they are configured
+ * for. limits.timeout.ms bounds the whole run (deadline.h).
+ *
  * Threads: is_pipeline_global_init once from main before any thread;
  * is_pipeline_run from any thread.
  */
@@ -27,6 +36,7 @@ typedef struct is_output {
     void *buf;                /* owned, g_free'd by is_result_clear */
     size_t len;
     int width, height;
+    int pages; /* frames: 1, or more for an animated rendition */
 } is_output_t;
 
 typedef struct is_result {
@@ -37,6 +47,8 @@ typedef struct is_result {
     is_output_t out[IS_MAX_RENDITIONS];
     int nout;
     double processing_ms;
+    uint64_t phash;  /* dHash of the upright source, see analyze.h */
+    int mean_rgb[3]; /* mean sRGB colour, 0..255 */
 } is_result_t;
 
 typedef struct is_pipeline_conf {
@@ -53,11 +65,17 @@ typedef struct is_pipeline_conf {
     int (*reserve)(void *ctx, int64_t pixels);
     void (*release)(void *ctx, int64_t pixels);
     void *budget_ctx;
+    int64_t max_frames; /* limits.max.frames */
+    int64_t timeout_ms; /* limits.timeout.ms; 0 = none */
+    /* Processors; NULL means the chain is_pipeline_global_init built from
+     * the configuration (conf_init may run before global_init). */
+    const struct is_chain *chain;
 } is_pipeline_conf_t;
 
 /* Starts libvips from the configuration: blocks every loader except those
  * for limits.formats, disables the operation cache and sets libvips' thread
- * count (vips.concurrency, 0 = its default). */
+ * count (vips.concurrency, 0 = its default). Then loads the processors
+ * (processors, processor.*): a bad plugin or setting fails start-up here. */
 int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *errstr,
                             size_t errstr_size);
 
@@ -71,6 +89,14 @@ void is_pipeline_global_term(void);
  * operator can act on. */
 is_proc_result_t is_pipeline_run(const is_pipeline_conf_t *conf, const void *buf, size_t len,
                                  is_result_t *res, char *errstr, size_t errstr_size);
+
+/* The same, told how many times this record was already tried after RETRY
+ * (0 the first time). Processors with a retry limit (exec timeouts) turn
+ * RETRY into FAIL once attempt reaches it. is_pipeline_run passes -1: not
+ * counted, such processors retry in place instead. */
+is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const void *buf,
+                                         size_t len, int attempt, is_result_t *res, char *errstr,
+                                         size_t errstr_size);
 
 void is_result_clear(is_result_t *res);
 

@@ -21,7 +21,7 @@ APT_PACKAGES=(
 	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
 	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang
-	xz-utils binutils
+	xz-utils binutils libimage-exiftool-perl
 )
 
 mkdir -p "$IMGSINK_CACHE" "$IMGSINK_BIN"
@@ -108,11 +108,14 @@ go_bin() {
 	fi
 }
 
-# go_tool NAME MODULE VERSION: the stamp file $IMGSINK_BIN/.NAME.version
+# go_tool NAME MODULE VERSION [PACKAGE]: the stamp file $IMGSINK_BIN/.NAME.version
 # holds MODULE@VERSION. A binary without a stamp (built by hand) is adopted
 # if `go version -m` shows it was built from the pinned module version.
+# PACKAGE (default MODULE) is the main package when it is not the module's
+# root; `go install` names the binary after its directory, so it is built
+# in a scratch GOBIN and renamed to NAME.
 go_tool() {
-	local name=$1 module=$2 version=$3 bin="$IMGSINK_BIN/$1"
+	local name=$1 module=$2 version=$3 pkg=${4:-$2} bin="$IMGSINK_BIN/$1"
 	local want="$module@$version" stamp="$IMGSINK_BIN/.$1.version" go
 	if [[ -x $bin && -f $stamp && "$(<"$stamp")" == "$want" ]]; then
 		echo "$name $version: present"
@@ -128,10 +131,23 @@ go_tool() {
 	rm -f "$stamp"
 	# Static, path-independent binaries. This takes minutes on 2 cores
 	# (MinIO is large); the Go build cache makes a rebuild much faster.
-	GOBIN="$IMGSINK_BIN" GOFLAGS=-trimpath CGO_ENABLED=0 "$go" install "$want"
+	if [[ $pkg == "$module" ]]; then
+		GOBIN="$IMGSINK_BIN" GOFLAGS=-trimpath CGO_ENABLED=0 "$go" install "$want"
+	else
+		local scratch
+		scratch=$(mktemp -d "$IMGSINK_CACHE/gobin.XXXXXX")
+		GOBIN="$scratch" GOFLAGS=-trimpath CGO_ENABLED=0 "$go" install "$pkg@$version" ||
+			{ rm -rf "$scratch"; die "go install $pkg@$version failed"; }
+		mv "$scratch/${pkg##*/}" "$bin"
+		rm -rf "$scratch"
+	fi
 	echo "$want" >"$stamp"
 	echo "$name $version: installed"
 }
 
 go_tool minio "$MINIO_MODULE" "$MINIO_VERSION"
 go_tool mc "$MC_MODULE" "$MC_VERSION"
+# The TCP fault proxy of the fault suite (test/faults): latency, resets and
+# black holes on the path to the store.
+go_tool toxiproxy-server "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/server"
+go_tool toxiproxy-cli "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/cli"

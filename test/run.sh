@@ -2,8 +2,10 @@
 # Runs imgsink's test suites and ends with one summary line:
 #   "N passed, M failed"
 #
-#   test/run.sh            unit + asan + e2e (what `make test` runs)
-#   test/run.sh unit|asan|e2e [NAME...]
+#   test/run.sh            unit + asan + fuzz + e2e + faults (what `make test` runs)
+#   test/run.sh unit|asan|fuzz|e2e [NAME...]
+#   test/run.sh faults     the fault-injection suite (test/faults/run.sh;
+#                          FAULT_SEED=N repeats a run)
 #
 # Unit tests are cmocka programs run with TAP output. End-to-end tests
 # (test/e2e/t*.sh) run against a real Kafka and MinIO on loopback, started
@@ -83,19 +85,84 @@ run_e2e() {
     done
 }
 
+# libFuzzer targets (test/fuzz/fuzz_*.c, built by `make fuzz-build` with
+# clang): each runs FUZZ_SECONDS (default 10) from its corpus in
+# $BUILD/fuzz; fuzz_pipeline is seeded with the hostile inputs. One TAP line
+# per target; a finding leaves its input in $BUILD/fuzz/ (artifact).
+run_fuzz() {
+    local secs=${FUZZ_SECONDS:-10} t name log rc seeds extra
+    log="$LOGDIR/fuzz-build.log"
+    if ! make -s fuzz-build BUILD="$BUILD" >"$log" 2>&1; then
+        echo "not ok - fuzz targets build (make fuzz-build, needs clang)" >>"$log"
+        count "fuzz/build" "$log" 1
+        return
+    fi
+    seeds=$BUILD/fuzz/seed-pipeline
+    if [ ! -d "$seeds" ]; then
+        mkdir -p "$BUILD/test-inputs" "$seeds.tmp"
+        python3 test/hostile/make_inputs.py "$BUILD/test-inputs" >"$LOGDIR/fuzz-seeds.log" 2>&1 &&
+            find "$BUILD/test-inputs" -maxdepth 1 -type f -size -64k ! -name .stamp \
+                -exec cp {} "$seeds.tmp/" \; && mv "$seeds.tmp" "$seeds"
+    fi
+    for t in "$BUILD"/fuzz/fuzz_*; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t")
+        log="$LOGDIR/fuzz_$name.log"
+        mkdir -p "$BUILD/fuzz/corpus-$name"
+        extra=()
+        if [ "$name" = fuzz_pipeline ] && [ -d "$seeds" ]; then extra=("$seeds"); fi
+        echo "..   fuzz/$name (${secs}s)"
+        ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+            timeout $((secs + 120)) "$t" -max_total_time="$secs" -rss_limit_mb=2048 \
+            -max_len=65536 -artifact_prefix="$BUILD/fuzz/$name-" "$BUILD/fuzz/corpus-$name" \
+            "${extra[@]}" >"$log" 2>&1
+        rc=$?
+        if [ "$rc" -eq 0 ]; then
+            echo "ok - $name: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1)" >>"$log"
+        else
+            echo "not ok - $name found a crash, leak or sanitizer report (exit $rc); input in $BUILD/fuzz/" >>"$log"
+        fi
+        count "fuzz/$name" "$log" "$rc"
+    done
+}
+
+# The fault suite needs the stack too: started (or reused, when run_e2e
+# already started it) and stopped on exit the same way.
+run_faults() {
+    local log=$LOGDIR/faults.log rc
+    # shellcheck disable=SC2317
+    cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
+    trap cleanup EXIT
+    if ! bash test/stack/start.sh >"$LOGDIR/stack-start.log" 2>&1; then
+        echo "not ok - local stack (Kafka + MinIO) failed to start" >"$LOGDIR/stack.log"
+        cat "$LOGDIR/stack-start.log" >>"$LOGDIR/stack.log"
+        count "faults/stack" "$LOGDIR/stack.log" 1
+        tail -30 "$LOGDIR/stack-start.log"
+        return
+    fi
+    echo "..   faults (about 6 minutes)"
+    ROOT=$ROOT BUILD=$BUILD timeout 1500 bash test/faults/run.sh >"$log" 2>&1
+    rc=$?
+    count "faults" "$log" "$rc"
+    grep -E '^# (seed|figures)' "$log" | sed 's/^/    /'
+}
+
 suite=${1:-all}
 shift || true
 case $suite in
 unit) run_cmocka "$BUILD/test" unit ;;
 asan) run_cmocka "$BUILD/asan/test" asan ;;
 e2e) run_e2e "$@" ;;
+fuzz) run_fuzz ;;
+faults) run_faults ;;
 all)
     run_cmocka "$BUILD/test" unit
     run_cmocka "$BUILD/asan/test" asan
+    run_fuzz
     run_e2e
     ;;
 *)
-    echo "usage: $0 [unit|asan|e2e|all]" >&2
+    echo "usage: $0 [unit|asan|fuzz|e2e|faults|all]" >&2
     exit 2
     ;;
 esac

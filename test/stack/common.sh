@@ -19,11 +19,16 @@ MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MC_MODULE=github.com/minio/mc
 MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
+# Toxiproxy (TCP fault proxy for test/faults), also from its Go module.
+TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2
+TOXIPROXY_VERSION=v2.12.0
 
 IMGSINK_BIN="$IMGSINK_CACHE/bin"
 KAFKA_HOME="$IMGSINK_CACHE/kafka-$KAFKA_VERSION"
 MINIO_BIN="$IMGSINK_BIN/minio"
 MC_BIN="$IMGSINK_BIN/mc"
+TOXIPROXY_BIN="$IMGSINK_BIN/toxiproxy-server"
+TOXIPROXY_CLI="$IMGSINK_BIN/toxiproxy-cli"
 
 # The repository root, from this file's own location (works from any cwd).
 STACK_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

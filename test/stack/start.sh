@@ -8,7 +8,9 @@
 # Idempotent: servers whose PID files point at a live, healthy process are
 # reused, so every test may call it. Ports are picked free on first start and
 # kept in $STATE/ports for later starts (data dirs survive a plain stop.sh);
-# KAFKA_PORT / MINIO_PORT in the environment override the choice.
+# KAFKA_PORT / MINIO_PORT in the environment override the choice (and
+# KAFKA_CONTROLLER_PORT / MINIO_CONSOLE_PORT, which restart.sh passes so a
+# restarted server is back on all its ports even while they are in TIME_WAIT).
 #
 # Everything listens on 127.0.0.1 only; nothing here talks to the network.
 set -euo pipefail
@@ -47,7 +49,7 @@ minio_pid() { pid_of "$STATE/minio.pid" "$MDATA"; }
 # --- ports --------------------------------------------------------------------
 # Saved ports are reused when their server is still running (it cannot move)
 # or the port is still free; otherwise a fresh free port is picked.
-KAFKA_CONTROLLER_PORT='' MINIO_CONSOLE_PORT=''
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-} MINIO_CONSOLE_PORT=${MINIO_CONSOLE_PORT:-}
 saved_kafka='' saved_kctl='' saved_minio='' saved_mcon=''
 if [[ -f $STATE/ports ]]; then
 	# shellcheck disable=SC1091
@@ -79,9 +81,9 @@ choose_port() {
 kpid=$(kafka_pid) || kpid=''
 mpid=$(minio_pid) || mpid=''
 KAFKA_PORT=$(choose_port "$saved_kafka" "${KAFKA_PORT:-}" "$kpid")
-KAFKA_CONTROLLER_PORT=$(choose_port "$saved_kctl" "" "$kpid")
+KAFKA_CONTROLLER_PORT=$(choose_port "$saved_kctl" "$KAFKA_CONTROLLER_PORT" "$kpid")
 MINIO_PORT=$(choose_port "$saved_minio" "${MINIO_PORT:-}" "$mpid")
-MINIO_CONSOLE_PORT=$(choose_port "$saved_mcon" "" "$mpid")
+MINIO_CONSOLE_PORT=$(choose_port "$saved_mcon" "$MINIO_CONSOLE_PORT" "$mpid")
 ports=("$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$MINIO_PORT" "$MINIO_CONSOLE_PORT")
 [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) == 4 ]] ||
 	die "port clash among ${ports[*]}: set KAFKA_PORT/MINIO_PORT or run stop.sh --purge"

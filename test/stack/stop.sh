@@ -4,6 +4,8 @@
 #   test/stack/stop.sh            # stop; keep data, ports and logs
 #   test/stack/stop.sh --purge    # stop and delete data, credentials, mc
 #                                 # config and env (logs are kept)
+#   test/stack/stop.sh kafka|minio|toxiproxy   # stop that server only
+#                                 # (restart.sh; the fault suite's proxy)
 #
 # Signals exactly the PIDs in the PID files, and only if that process's
 # command line still names this state dir (a stale PID file whose PID was
@@ -14,11 +16,12 @@ set -euo pipefail
 # shellcheck source=SCRIPTDIR/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-purge=0
+purge=0 only=''
 case ${1:-} in
 '') ;;
 --purge) purge=1 ;;
-*) die "usage: $0 [--purge]" ;;
+kafka | minio | toxiproxy) only=$1 ;;
+*) die "usage: $0 [--purge | kafka | minio | toxiproxy]" ;;
 esac
 
 if [[ ! -d $IMGSINK_STACK_DIR ]]; then
@@ -67,10 +70,17 @@ stop_one() {
 	log "$name: stopped (pid $pid, ~$((SECONDS - t0))s)"
 }
 
-# Kafka first: a clean broker shutdown needs nothing from MinIO, and the
-# order keeps consumers from seeing an S3 outage before Kafka goes away.
-stop_one kafka "$STATE/kafka.pid" "$STATE/kafka/server.properties"
-stop_one minio "$STATE/minio.pid" "$STATE/minio/data"
+# The fault suite's TCP proxy (test/faults), if one was left running: it
+# only forwards, so it goes first. Then Kafka: a clean broker shutdown needs
+# nothing from MinIO, and the order keeps consumers from seeing an S3 outage
+# before Kafka goes away.
+if [[ $only == toxiproxy || (-z $only && -e $STATE/toxiproxy.pid) ]]; then
+	stop_one toxiproxy "$STATE/toxiproxy.pid" "$STATE/toxiproxy.json"
+fi
+[[ -n $only && $only != kafka ]] ||
+	stop_one kafka "$STATE/kafka.pid" "$STATE/kafka/server.properties"
+[[ -n $only && $only != minio ]] ||
+	stop_one minio "$STATE/minio.pid" "$STATE/minio/data"
 
 if ((purge)); then
 	rm -rf "$STATE/kafka" "$STATE/minio" "$STATE/mc" \

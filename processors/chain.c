@@ -1,0 +1,413 @@
+/*
+ * chain.c - configured processors: parsing, plugin loading, running. See
+ * chain.h.
+ */
+#include "chain.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec.h"
+#include "plugin.h"
+
+#define MAX_PROCS 16
+
+typedef struct proc {
+    char name[64];
+    is_stage_t stage;
+    /* plugin */
+    void *dl;
+    const is_plugin_t *plugin;
+    void *instance;
+    /* exec */
+    char *command;
+    int64_t timeout_ms;
+    int retries;
+} proc_t;
+
+struct is_chain {
+    proc_t procs[MAX_PROCS];
+    int n;
+};
+
+static const char *stage_names[] = {"source", "base", "rendition"};
+
+/* processor.NAME.KEY lookup in the pass-through list. */
+static const char *kv_get(const is_config_t *cfg, const char *name, const char *key)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        const char *k = cfg->processor_kv[i].key;
+        if (!strncmp(k, name, nl) && k[nl] == '.' && !strcmp(k + nl + 1, key))
+            return cfg->processor_kv[i].value;
+    }
+    return NULL;
+}
+
+static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    const char *path = kv_get(cfg, p->name, "path");
+    is_plugin_kv_t kv[64];
+    size_t nkv = 0, nl = strlen(p->name);
+
+    if (!path || !*path) {
+        snprintf(errstr, errstr_size, "processor.%s.path: required for a plugin", p->name);
+        return -1;
+    }
+    /* RTLD_LOCAL: two plugins may use the same helper symbol names. */
+    if (!(p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+        snprintf(errstr, errstr_size, "processor.%s.path=%s: %s", p->name, path, dlerror());
+        return -1;
+    }
+    p->plugin = dlsym(p->dl, IS_PLUGIN_SYMBOL);
+    if (!p->plugin) {
+        snprintf(errstr, errstr_size, "processor.%s.path=%s: no symbol '%s': not an imgsink plugin",
+                 p->name, path, IS_PLUGIN_SYMBOL);
+        return -1;
+    }
+    if (p->plugin->abi_version != IS_PLUGIN_ABI_VERSION || !p->plugin->init ||
+        !p->plugin->process) {
+        snprintf(errstr, errstr_size,
+                 "processor.%s.path=%s: plugin ABI version %d, this imgsink needs %d", p->name,
+                 path, p->plugin->abi_version, IS_PLUGIN_ABI_VERSION);
+        p->plugin = NULL;
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nprocessor_kv && nkv < 64; i++) {
+        const char *k = cfg->processor_kv[i].key;
+        if (strncmp(k, p->name, nl) || k[nl] != '.' || !strcmp(k + nl + 1, "type") ||
+            !strcmp(k + nl + 1, "path"))
+            continue;
+        kv[nkv].key = k + nl + 1;
+        kv[nkv++].value = cfg->processor_kv[i].value;
+    }
+    char why[512] = "";
+    if (!(p->instance = p->plugin->init(kv, nkv, why, sizeof(why)))) {
+        snprintf(errstr, errstr_size, "processor.%s (%s): init failed: %s", p->name,
+                 p->plugin->name ? p->plugin->name : "plugin", *why ? why : "no reason given");
+        p->plugin = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int load_exec(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    const char *cmd = kv_get(cfg, p->name, "command");
+    const char *t = kv_get(cfg, p->name, "timeout.ms"), *r = kv_get(cfg, p->name, "retries");
+    int64_t v;
+    size_t nl = strlen(p->name);
+
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        const char *k = cfg->processor_kv[i].key;
+        if (!strncmp(k, p->name, nl) && k[nl] == '.' &&
+            !strstr(",type,command,timeout.ms,retries,", k + nl + 1)) {
+            snprintf(errstr, errstr_size,
+                     "processor.%s: unknown key for an exec processor (command, timeout.ms, "
+                     "retries)",
+                     k);
+            return -1;
+        }
+    }
+    if (!cmd || !*cmd) {
+        snprintf(errstr, errstr_size, "processor.%s.command: required for exec", p->name);
+        return -1;
+    }
+    p->command = strdup(cmd);
+    p->timeout_ms = 10000;
+    p->retries = 2;
+    if (t) {
+        if (parse_int(t, 1, 3600000, &v)) {
+            snprintf(errstr, errstr_size, "processor.%s.timeout.ms=%s: expected 1..3600000",
+                     p->name, t);
+            return -1;
+        }
+        p->timeout_ms = v;
+    }
+    if (r) {
+        if (parse_int(r, 0, 100, &v)) {
+            snprintf(errstr, errstr_size, "processor.%s.retries=%s: expected 0..100", p->name, r);
+            return -1;
+        }
+        p->retries = (int)v;
+    }
+    return 0;
+}
+
+is_chain_t *is_chain_new(const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    is_chain_t *c = calloc(1, sizeof(*c));
+    const char *spec = cfg->processors_spec ? cfg->processors_spec : "";
+    char *copy = strdup(spec), *save = NULL, *tok;
+    int ok = 0;
+
+    if (!c || !copy) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        char *at = strchr(tok, '@');
+        proc_t *p = &c->procs[c->n];
+        if (c->n == MAX_PROCS) {
+            snprintf(errstr, errstr_size, "processors: more than %d", MAX_PROCS);
+            goto done;
+        }
+        if (at)
+            *at++ = '\0';
+        if (!*tok || strlen(tok) >= sizeof(p->name) || strchr(tok, '.')) {
+            snprintf(errstr, errstr_size, "processors=%s: bad name '%s'", spec, tok);
+            goto done;
+        }
+        for (int i = 0; i < c->n; i++)
+            if (!strcmp(c->procs[i].name, tok)) {
+                snprintf(errstr, errstr_size, "processors=%s: '%s' named twice", spec, tok);
+                goto done;
+            }
+        snprintf(p->name, sizeof(p->name), "%s", tok);
+        p->stage = IS_STAGE_BASE;
+        if (at) {
+            int s = -1;
+            for (int i = 0; i < 3; i++)
+                if (!strcmp(at, stage_names[i]))
+                    s = i;
+            if (s < 0) {
+                snprintf(errstr, errstr_size,
+                         "processors=%s: stage '%s' of %s is not source, base or rendition", spec,
+                         at, tok);
+                goto done;
+            }
+            p->stage = (is_stage_t)s;
+        }
+        c->n++;
+        const char *type = kv_get(cfg, p->name, "type");
+        if (type && !strcmp(type, "plugin")) {
+            if (p->stage == IS_STAGE_SOURCE) {
+                snprintf(errstr, errstr_size,
+                         "processors: %s@source: plugins work on images (base or rendition)",
+                         p->name);
+                goto done;
+            }
+            if (load_plugin(p, cfg, errstr, errstr_size))
+                goto done;
+        } else if (type && !strcmp(type, "exec")) {
+            if (load_exec(p, cfg, errstr, errstr_size))
+                goto done;
+        } else {
+            snprintf(errstr, errstr_size, "processor.%s.type=%s: expected plugin or exec", p->name,
+                     type ? type : "(not set)");
+            goto done;
+        }
+    }
+    /* A setting for a processor that is not in the list is a typo. */
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        const char *k = cfg->processor_kv[i].key;
+        int known = 0;
+        for (int j = 0; j < c->n; j++) {
+            size_t nl = strlen(c->procs[j].name);
+            known |= !strncmp(k, c->procs[j].name, nl) && k[nl] == '.';
+        }
+        if (!known) {
+            snprintf(errstr, errstr_size, "processor.%s: no processor of that name in processors",
+                     k);
+            goto done;
+        }
+    }
+    ok = 1;
+done:
+    free(copy);
+    if (!ok) {
+        is_chain_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+void is_chain_destroy(is_chain_t *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++) {
+        proc_t *p = &c->procs[i];
+        if (p->plugin && p->plugin->destroy)
+            p->plugin->destroy(p->instance);
+        if (p->dl)
+            dlclose(p->dl);
+        free(p->command);
+    }
+    free(c);
+}
+
+int is_chain_count(const is_chain_t *c, is_stage_t stage)
+{
+    int n = 0;
+    for (int i = 0; c && i < c->n; i++)
+        n += c->procs[i].stage == stage;
+    return n;
+}
+
+/* One exec run with the timeout policy of chain.h. */
+static is_proc_result_t run_exec(const proc_t *p, const is_chain_ctx_t *ctx, const void *in,
+                                 size_t len, void **out, size_t *out_len, char *errstr,
+                                 size_t errstr_size)
+{
+    char why[1024];
+    for (int tries = 0;; tries++) {
+        is_exec_status_t st = is_exec_run(p->command, in, len, p->timeout_ms,
+                                          (size_t)ctx->max_bytes, out, out_len, why, sizeof(why));
+        if (st == IS_EXEC_OK) {
+            if (*out_len == 0) {
+                free(*out);
+                *out = NULL;
+                snprintf(errstr, errstr_size, "processor %s: '%s' wrote nothing to stdout", p->name,
+                         p->command);
+                return IS_PROC_FAIL;
+            }
+            return IS_PROC_OK;
+        }
+        if (st == IS_EXEC_TIMEOUT && ctx->attempt < 0 && tries < p->retries &&
+            !(ctx->deadline && is_deadline_passed(ctx->deadline)))
+            continue;
+        if (st == IS_EXEC_TIMEOUT && ctx->attempt >= 0 && ctx->attempt < p->retries) {
+            snprintf(errstr, errstr_size, "processor %s: %s (attempt %d of %d)", p->name, why,
+                     ctx->attempt + 1, p->retries + 1);
+            return IS_PROC_RETRY;
+        }
+        if (st == IS_EXEC_TIMEOUT)
+            snprintf(errstr, errstr_size, "processor %s: %s, %d times", p->name, why,
+                     p->retries + 1);
+        else
+            snprintf(errstr, errstr_size, "processor %s: %s", p->name, why);
+        return IS_PROC_FAIL;
+    }
+}
+
+is_proc_result_t is_chain_run_bytes(const is_chain_t *c, const is_chain_ctx_t *ctx, const void *in,
+                                    size_t len, void **out, size_t *out_len, char *errstr,
+                                    size_t errstr_size)
+{
+    void *cur = NULL;
+    size_t cur_len = len;
+
+    *out = NULL;
+    for (int i = 0; c && i < c->n; i++) {
+        const proc_t *p = &c->procs[i];
+        void *next = NULL;
+        size_t next_len = 0;
+        if (p->stage != IS_STAGE_SOURCE)
+            continue;
+        is_proc_result_t r =
+            run_exec(p, ctx, cur ? cur : in, cur_len, &next, &next_len, errstr, errstr_size);
+        free(cur);
+        if (r != IS_PROC_OK)
+            return r;
+        cur = next;
+        cur_len = next_len;
+    }
+    *out = cur;
+    *out_len = cur_len;
+    return IS_PROC_OK;
+}
+
+/* Image stage exec: PNG to the program, any allowed format back, decoded
+ * into memory within the pixel limit. */
+static is_proc_result_t exec_image(const proc_t *p, const is_chain_ctx_t *ctx, VipsImage *in,
+                                   VipsImage **out, char *errstr, size_t errstr_size)
+{
+    void *png = NULL, *res = NULL;
+    size_t png_len = 0, res_len = 0;
+    VipsImage *im = NULL;
+    is_proc_result_t r = IS_PROC_FAIL;
+
+    if (vips_pngsave_buffer(in, &png, &png_len, "compression", 1, "strip", TRUE, NULL)) {
+        snprintf(errstr, errstr_size, "processor %s: cannot encode PNG: %s", p->name,
+                 vips_error_buffer());
+        vips_error_clear();
+        goto done;
+    }
+    if ((r = run_exec(p, ctx, png, png_len, &res, &res_len, errstr, errstr_size)) != IS_PROC_OK)
+        goto done;
+    r = IS_PROC_FAIL;
+    if (!(im = vips_image_new_from_buffer(res, res_len, "", "fail_on",
+                                          !strcmp(ctx->fail_on, "none") ? VIPS_FAIL_ON_NONE
+                                          : !strcmp(ctx->fail_on, "truncated")
+                                              ? VIPS_FAIL_ON_TRUNCATED
+                                          : !strcmp(ctx->fail_on, "warning") ? VIPS_FAIL_ON_WARNING
+                                                                             : VIPS_FAIL_ON_ERROR,
+                                          NULL))) {
+        snprintf(errstr, errstr_size, "processor %s: output is not an image in an allowed format",
+                 p->name);
+        vips_error_clear();
+        goto done;
+    }
+    if ((int64_t)vips_image_get_width(im) * vips_image_get_height(im) > ctx->max_pixels) {
+        snprintf(errstr, errstr_size, "processor %s: output is %dx%d, over limits.max.pixels",
+                 p->name, vips_image_get_width(im), vips_image_get_height(im));
+        goto done;
+    }
+    is_deadline_watch(im, ctx->deadline);
+    /* The decoded image must not point into res, which is freed below. */
+    if (!(*out = vips_image_copy_memory(im))) {
+        snprintf(errstr, errstr_size, "processor %s: cannot decode its output: %s", p->name,
+                 vips_error_buffer());
+        vips_error_clear();
+        goto done;
+    }
+    r = IS_PROC_OK;
+done:
+    VIPS_UNREF(im);
+    g_free(png);
+    free(res);
+    return r;
+}
+
+is_proc_result_t is_chain_run_image(const is_chain_t *c, is_stage_t stage,
+                                    const is_chain_ctx_t *ctx, VipsImage *in, VipsImage **out,
+                                    char *errstr, size_t errstr_size)
+{
+    VipsImage *cur = in;
+
+    g_object_ref(cur);
+    *out = NULL;
+    for (int i = 0; c && i < c->n; i++) {
+        const proc_t *p = &c->procs[i];
+        VipsImage *next = NULL;
+        is_proc_result_t r;
+        if (p->stage != stage)
+            continue;
+        if (p->plugin) {
+            char why[512] = "";
+            r = p->plugin->process(p->instance, cur, &next, why, sizeof(why));
+            if (r != IS_PROC_OK || !next) {
+                snprintf(errstr, errstr_size, "processor %s: %s", p->name,
+                         *why ? why : "plugin failed without a reason");
+                vips_error_clear();
+                if (r == IS_PROC_OK)
+                    r = IS_PROC_FAIL;
+            }
+        } else {
+            r = exec_image(p, ctx, cur, &next, errstr, errstr_size);
+        }
+        g_object_unref(cur);
+        cur = next;
+        if (r != IS_PROC_OK) {
+            VIPS_UNREF(cur);
+            return r;
+        }
+    }
+    *out = cur;
+    return IS_PROC_OK;
+}

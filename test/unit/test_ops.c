@@ -1,0 +1,147 @@
+/*
+ * test_ops.c - the pure parts of the operator commands: the lifecycle rule
+ * matcher of `imgsink check`, the --to-time parser of `imgsink replay`, and
+ * the progress line's ETA format.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "admin.h"
+#include "check.h"
+#include "progress.h"
+
+#define NS  "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+#define END "</LifecycleConfiguration>"
+
+/* Runs the matcher for tag retention=7d, prefix processed/, 7 days. */
+static int match(const char *xml, char *detail, size_t size)
+{
+    return is_check_lifecycle_xml(xml, strlen(xml), "retention", "7d", "processed/", 7, detail,
+                                  size);
+}
+
+static void expect(const char *xml, int want, const char *words)
+{
+    char detail[1024] = "";
+    int got = match(xml, detail, sizeof(detail));
+    if (got != want || !strstr(detail, words))
+        fail_msg("got %d '%s', want %d mentioning '%s'", got, detail, want, words);
+}
+
+static void lifecycle_rules(void **state)
+{
+    (void)state;
+    /* What deploy/minio/lifecycle.json gives, as MinIO and S3 return it. */
+    expect(NS "<Rule><ID>expire-retention-7d</ID><Status>Enabled</Status>"
+              "<Filter><Tag><Key>retention</Key><Value>7d</Value></Tag></Filter>"
+              "<Expiration><Days>7</Days></Expiration></Rule>" END,
+           1, "rule \"expire-retention-7d\": tag retention=7d, objects expire after 7 days");
+    /* And-filter with a covering prefix; a second, unrelated rule first. */
+    expect(NS "<Rule><ID>logs</ID><Status>Enabled</Status><Filter><Prefix>logs/</Prefix>"
+              "</Filter><Expiration><Days>1</Days></Expiration></Rule>"
+              "<Rule><ID>r</ID><Status>Enabled</Status><Filter><And><Prefix>proc</Prefix>"
+              "<Tag><Key>retention</Key><Value>7d</Value></Tag></And></Filter>"
+              "<Expiration><Days>7</Days></Expiration></Rule>" END,
+           1, "rule \"r\"");
+    /* No filter at all expires everything, ours included. */
+    expect(NS "<Rule><ID>all</ID><Status>Enabled</Status><Filter></Filter>"
+              "<Expiration><Days>7</Days></Expiration></Rule>" END,
+           1, "no tag filter");
+    expect(NS "<Rule><ID>x</ID><Status>Disabled</Status><Filter><Tag><Key>retention</Key>"
+              "<Value>7d</Value></Tag></Filter><Expiration><Days>7</Days></Expiration></Rule>" END,
+           0, "rule \"x\": status Disabled");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+              "<Value>7d</Value></Tag></Filter><Expiration><Days>30</Days></Expiration></Rule>" END,
+           0, "expires after 30 days, the tag says 7");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+              "<Value>30d</Value></Tag></Filter><Expiration><Days>7</Days></Expiration></Rule>" END,
+           0, "filter tag retention=30d");
+    /* A second tag narrows the rule to some of our objects only. */
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><And><Tag><Key>retention</Key>"
+              "<Value>7d</Value></Tag><Tag><Key>source</Key><Value>api</Value></Tag></And>"
+              "</Filter><Expiration><Days>7</Days></Expiration></Rule>" END,
+           0, "filter tag source=api");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Prefix>other/</Prefix></Filter>"
+              "<Expiration><Days>7</Days></Expiration></Rule>" END,
+           0, "prefix 'other/' does not cover s3.prefix 'processed/'");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><And><ObjectSizeGreaterThan>10"
+              "</ObjectSizeGreaterThan><Tag><Key>retention</Key><Value>7d</Value></Tag></And>"
+              "</Filter><Expiration><Days>7</Days></Expiration></Rule>" END,
+           0, "object size");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+              "<Value>7d</Value></Tag></Filter><Expiration><ExpiredObjectDeleteMarker>true"
+              "</ExpiredObjectDeleteMarker></Expiration></Rule>" END,
+           0, "Expiration without Days");
+    expect(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+              "<Value>7d</Value></Tag></Filter><Transition><Days>7</Days></Transition></Rule>" END,
+           0, "no Expiration");
+    expect(NS END, 0, "no rules");
+    expect("<Error><Code>x</Code></Error>", -1, "not a <LifecycleConfiguration>");
+    expect("not xml", -1, "not a <LifecycleConfiguration>");
+}
+
+static void time_ok(const char *s, int64_t want)
+{
+    char err[256] = "";
+    int64_t ms = -1;
+    if (is_admin_parse_time(s, &ms, err, sizeof(err)) || ms != want)
+        fail_msg("'%s': got %lld (%s), want %lld", s, (long long)ms, err, (long long)want);
+}
+
+static void time_bad(const char *s, const char *words)
+{
+    char err[256] = "";
+    int64_t ms;
+    if (!is_admin_parse_time(s, &ms, err, sizeof(err)) || !strstr(err, words))
+        fail_msg("'%s': accepted or error '%s' lacks '%s'", s, err, words);
+}
+
+static void parse_time(void **state)
+{
+    (void)state;
+    time_ok("2026-01-01", INT64_C(1767225600000));
+    time_ok("2026-01-01T00:00:00Z", INT64_C(1767225600000));
+    time_ok("2026-01-01T00:00Z", INT64_C(1767225600000));
+    time_ok("2026-01-01T01:30:00+01:30", INT64_C(1767225600000));
+    time_ok("2026-01-01T01:30:00+0130", INT64_C(1767225600000));
+    time_ok("2025-12-31T22:00:00-02:00", INT64_C(1767225600000));
+    time_ok("2026-01-01T00:00:00.250Z", INT64_C(1767225600250));
+    time_ok("2026-01-01T00:00:00.25Z", INT64_C(1767225600250));
+    time_ok("2026-01-01T00:00:00.123456Z", INT64_C(1767225600123));
+    time_ok("2024-02-29T23:59:59.999Z", INT64_C(1709251199999));
+    time_bad("2026-01-01T10:00", "needs a zone");
+    time_bad("2026-02-30", "no such date");
+    time_bad("2026-13-01", "expected an ISO 8601");
+    time_bad("yesterday", "expected an ISO 8601");
+    time_bad("2026-01-01T10:00Zjunk", "expected an ISO 8601");
+    time_bad("1767225600000", "expected an ISO 8601");
+}
+
+static void eta_format(void **state)
+{
+    char b[32];
+    (void)state;
+    is_progress_format_eta(42.4, b, sizeof(b));
+    assert_string_equal(b, "42s");
+    is_progress_format_eta(187, b, sizeof(b));
+    assert_string_equal(b, "3m07s");
+    is_progress_format_eta(7500, b, sizeof(b));
+    assert_string_equal(b, "2h05m");
+    is_progress_format_eta(-1, b, sizeof(b));
+    assert_string_equal(b, "--");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(lifecycle_rules),
+        cmocka_unit_test(parse_time),
+        cmocka_unit_test(eta_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
