@@ -202,7 +202,7 @@ static is_config_t *worker_config(const char *bootstraps)
         {"renditions", "small=256x256/jpeg/80,tiny=64x64/webp/70"},
         {"worker.threads", "2"},
         {"retry.backoff.max.ms", "1000"},
-        {"log.level", "warn"},
+        {"log.level", "info"},
     };
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
         if (is_config_set(cfg, kv[i][0], kv[i][1], errstr, sizeof(errstr))) {
@@ -308,7 +308,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "mock_worker: source the stack's env file first\n");
         return 2;
     }
-    is_log_level = getenv("MOCK_DEBUG") ? IS_LOG_DEBUG : IS_LOG_WARN;
+    is_log_level = getenv("MOCK_DEBUG") ? IS_LOG_DEBUG : IS_LOG_INFO;
     if (VIPS_INIT(argv[0]) || is_envelope_global_init(errstr, sizeof(errstr)) ||
         is_s3_global_init(errstr, sizeof(errstr)))
         return 2;
