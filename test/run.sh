@@ -144,7 +144,7 @@ run_faults() {
     ROOT=$ROOT BUILD=$BUILD timeout 1500 bash test/faults/run.sh >"$log" 2>&1
     rc=$?
     count "faults" "$log" "$rc"
-    grep -E '^# (seed|figures)' "$log" | sed 's/^/    /'
+    grep -E '^# figures' "$log" | sed 's/^/    /'
 }
 
 suite=${1:-all}
@@ -160,6 +160,7 @@ all)
     run_cmocka "$BUILD/asan/test" asan
     run_fuzz
     run_e2e
+    run_faults
     ;;
 *)
     echo "usage: $0 [unit|asan|fuzz|e2e|faults|all]" >&2
