@@ -25,5 +25,8 @@ COPY --from=build /src/build/imgsink /usr/local/bin/imgsink
 COPY schemas/ /usr/share/imgsink/schemas/
 USER 10001
 # Configuration comes from IMGSINK_* variables (or -c FILE); see README.
+# /metrics, /healthz and /readyz on every interface of the container.
+ENV IMGSINK_HTTP_LISTEN=:9464
+EXPOSE 9464
 ENTRYPOINT ["/usr/local/bin/imgsink"]
 CMD ["run"]

@@ -88,7 +88,8 @@ static const is_ckey_t keys[] = {
      "number of cores."},
     {"worker.max.inflight", T_INT, O(worker_max_inflight), "0", 0, 100000, NULL, 0,
      "Records dispatched but not finished before the worker pauses its partitions (it keeps "
-     "polling to stay in the group); 0 means 2 x worker.threads."},
+     "polling to stay in the group); 0 means 16 x worker.threads. Each pause costs about a "
+     "second (librdkafka refetches what it had prefetched), so keep it generous."},
     {"worker.max.inflight.pixels", T_INT, O(worker_max_inflight_pixels), "400000000", 1,
      INT64_C(1) << 40, NULL, 0,
      "Memory budget in decoded pixels (width x height from the header) across running jobs; "
@@ -119,6 +120,14 @@ static const is_ckey_t keys[] = {
      "payload bytes, before decoding; exec only), base (default: the decoded upright sRGB "
      "image, before renditions are cut) or rendition (each resized rendition, before "
      "encoding). NAME is configured by processor.NAME.* keys."},
+    {"http.listen", T_STR, O(http_listen), "127.0.0.1:9464", 0, 0, NULL, 0,
+     "Address of the HTTP endpoints of `imgsink run`: /metrics (Prometheus), /healthz, /readyz. "
+     "HOST:PORT, [IPV6]:PORT or :PORT (every interface; in a pod, so the kubelet and "
+     "Prometheus reach it); PORT 0 picks a free port (logged). Empty disables them. An address "
+     "that cannot be bound stops start-up."},
+    {"http.health.stall.ms", T_INT, O(http_health_stall_ms), "30000", 100, 3600000, NULL, 0,
+     "/healthz answers 503 once the poll loop has not run for this long (stuck in a call that "
+     "does not return): a liveness probe then restarts the worker."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -615,7 +624,9 @@ void is_config_print_help(FILE *fp, int markdown)
     if (markdown)
         fprintf(fp, "| `kafka.*` | string | | | Passed to librdkafka without the prefix, e.g. "
                     "`kafka.bootstrap.servers` (**required**), `kafka.group.id` (default "
-                    "`imgsink`), `kafka.group.instance.id`. |\n"
+                    "`imgsink`), `kafka.group.instance.id`, `kafka.statistics.interval.ms` "
+                    "(default 5000 for `imgsink run`: consumer lag and readiness; 0 turns "
+                    "them off). |\n"
                     "| `processor.*` | string | | | Settings of the processors named in "
                     "`processors`: `processor.NAME.type` (plugin or exec), for a plugin "
                     "`processor.NAME.path` (the .so) and its own keys, for exec "
@@ -624,11 +635,41 @@ void is_config_print_help(FILE *fp, int markdown)
     else
         fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
                     "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
-                    "kafka.group.instance.id.\n"
+                    "kafka.group.instance.id, kafka.statistics.interval.ms (default 5000 for "
+                    "imgsink run: consumer lag and readiness; 0 turns them off).\n"
                     "processor.* (string)\n    Settings of the processors named in processors: "
                     "processor.NAME.type (plugin or exec); plugin: processor.NAME.path and its own "
                     "keys; exec: processor.NAME.command, processor.NAME.timeout.ms (default "
                     "10000), processor.NAME.retries (default 2).\n");
+}
+
+/* kafka.* and processor.* properties whose values are secrets: librdkafka's
+ * sensitive properties (sasl.password, ssl.key.password, ssl.key.pem,
+ * ssl.keystore.password, sasl.oauthbearer.client.secret and .config) and
+ * anything named like a password, secret or token (not a token endpoint's
+ * URL). */
+static int secret_name(const char *key)
+{
+    return strstr(key, "password") || strstr(key, "secret") ||
+           (strstr(key, "token") && !strstr(key, "endpoint")) || strstr(key, ".key.pem") ||
+           strstr(key, "oauthbearer.config");
+}
+
+size_t is_config_secrets(const is_config_t *cfg, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < NKEYS && n < max; i++) {
+        const char *v = *(char *const *)((const char *)cfg + keys[i].off);
+        if ((keys[i].flags & F_SECRET) && v && *v)
+            out[n++] = v;
+    }
+    for (size_t i = 0; i < cfg->nkafka && n < max; i++)
+        if (secret_name(cfg->kafka[i].key) && *cfg->kafka[i].value)
+            out[n++] = cfg->kafka[i].value;
+    for (size_t i = 0; i < cfg->nprocessor_kv && n < max; i++)
+        if (secret_name(cfg->processor_kv[i].key) && *cfg->processor_kv[i].value)
+            out[n++] = cfg->processor_kv[i].value;
+    return n;
 }
 
 void is_config_dump(const is_config_t *cfg, FILE *fp)
@@ -652,12 +693,11 @@ void is_config_dump(const is_config_t *cfg, FILE *fp)
     }
     for (size_t i = 0; i < cfg->nkafka; i++) {
         const char *key = cfg->kafka[i].key;
-        int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, ".key.pem");
-        fprintf(fp, "kafka.%s=%s\n", key, secret ? "[hidden]" : cfg->kafka[i].value);
+        fprintf(fp, "kafka.%s=%s\n", key, secret_name(key) ? "[hidden]" : cfg->kafka[i].value);
     }
     for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
         const char *key = cfg->processor_kv[i].key;
-        int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, "token");
-        fprintf(fp, "processor.%s=%s\n", key, secret ? "[hidden]" : cfg->processor_kv[i].value);
+        fprintf(fp, "processor.%s=%s\n", key,
+                secret_name(key) ? "[hidden]" : cfg->processor_kv[i].value);
     }
 }

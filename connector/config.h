@@ -73,6 +73,9 @@ typedef struct is_config {
     int64_t shutdown_timeout_ms, rebalance_drain_timeout_ms;
     /* logging */
     char *log_level;
+    /* HTTP endpoints: /metrics, /healthz, /readyz (connector/http.c) */
+    char *http_listen; /* "" disables */
+    int64_t http_health_stall_ms;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;
@@ -100,6 +103,12 @@ const char *is_config_kafka_get(const is_config_t *cfg, const char *key);
 
 /* Writes the key reference: plain text for --help, markdown for the README. */
 void is_config_print_help(FILE *fp, int markdown);
+
+/* The values of the secrets that are set (s3.secret.key, s3.session.token,
+ * kafka.* and processor.* properties named like a password, secret, token
+ * or private key), for the log's redaction list (log.h). Writes at most max
+ * pointers into cfg to out; returns how many. */
+size_t is_config_secrets(const is_config_t *cfg, const char **out, size_t max);
 
 /* Writes the effective configuration as key=value, secrets masked. */
 void is_config_dump(const is_config_t *cfg, FILE *fp);

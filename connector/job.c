@@ -19,6 +19,7 @@
 #include "keys.h"
 #include "log.h"
 #include "metadata.h"
+#include "metrics.h"
 #include "sigv4.h"
 #include "worker_int.h"
 
@@ -49,8 +50,9 @@ static int giving_up(jctx_t *j)
 }
 
 /* Capped exponential backoff with full jitter, in 20 ms slices so a
- * shutdown or revoke is noticed. Returns -1 to give up. */
-static int backoff(jctx_t *j, int attempt)
+ * shutdown or revoke is noticed. what is the retries counter of the class
+ * retried (store, claim-check, pipeline, dlq). Returns -1 to give up. */
+static int backoff(jctx_t *j, int attempt, is_metrics_counter_t what)
 {
     const is_config_t *cfg = j->w->cfg;
     double cap = (double)cfg->retry_backoff_max_ms;
@@ -60,6 +62,7 @@ static int backoff(jctx_t *j, int attempt)
     double until = now_s() + ms / 1e3;
 
     atomic_fetch_add(&j->w->n_retries, 1);
+    is_metrics_inc(what);
     while (now_s() < until) {
         if (giving_up(j))
             return -1;
@@ -75,11 +78,16 @@ static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, c
                      const char *tagging, char *errstr, size_t errstr_size)
 {
     for (int attempt = 0;; attempt++) {
+        double t0 = now_s();
         is_s3_result_t r = is_s3_put(j->s3, key, body, len, ctype, tagging,
                                      j->w->cfg->s3_if_none_match, errstr, errstr_size);
+        is_metrics_observe(IS_M_PUT_SECONDS, now_s() - t0);
         atomic_fetch_add(&j->w->n_puts, 1);
-        if (r == IS_S3_OK)
+        if (r == IS_S3_OK) {
+            is_metrics_inc(IS_M_PUT_OK);
+            is_metrics_add(IS_M_PUT_BYTES, (int64_t)len);
             return 0;
+        }
         /* Create-only writes (s3.if.none.match): 412 means the key already
          * exists. Keys are deterministic and rendition bytes identical, so
          * this is a redelivered or replayed record that was written before:
@@ -87,13 +95,15 @@ static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, c
         if (r == IS_S3_PERMANENT && j->w->cfg->s3_if_none_match &&
             is_s3_last_status(j->s3) == 412) {
             IS_DEBUG("s3", json_pack("{s:s}", "key", key), "exists already (If-None-Match)");
+            is_metrics_inc(IS_M_PUT_EXISTS);
             return 0;
         }
+        is_metrics_inc(r == IS_S3_PERMANENT ? IS_M_PUT_PERMANENT : IS_M_PUT_TRANSIENT);
         if (r == IS_S3_PERMANENT)
             return 1;
         IS_WARN("s3", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
                 "transient PUT failure, retrying: %s", errstr);
-        if (backoff(j, attempt))
+        if (backoff(j, attempt, IS_M_RETRY_STORE))
             return -1;
     }
 }
@@ -112,7 +122,7 @@ static int get_retry(jctx_t *j, const is_objref_t *ref, void **body, size_t *len
             return 1;
         IS_WARN("s3", json_pack("{s:s, s:s}", "bucket", ref->bucket, "key", ref->key),
                 "transient GET failure, retrying: %s", errstr);
-        if (backoff(j, attempt))
+        if (backoff(j, attempt, IS_M_RETRY_CLAIM_CHECK))
             return -1;
     }
 }
@@ -205,7 +215,7 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
         pr = is_pipeline_run_attempt(&w->pconf, img, img_len, attempt, &res, reason, reason_size);
         if (pr != IS_PROC_RETRY)
             break;
-        if (backoff(j, attempt)) {
+        if (backoff(j, attempt, IS_M_RETRY_PIPELINE)) {
             out = REC_ABANDONED;
             goto done;
         }
@@ -241,6 +251,7 @@ static void run_job(jctx_t *j, is_job_t *job)
     rd_kafka_message_t *rkm = job->rkm;
     const char *klass = "unknown";
     char reason[1024] = "";
+    double t0 = now_s();
 
     rec_outcome_t out = process(j, rkm, &klass, reason, sizeof(reason));
     if (out == REC_DLQ) {
@@ -252,25 +263,30 @@ static void run_job(jctx_t *j, is_job_t *job)
             char why[512];
             if (!is_dlq_send(w->dlq, rkm, klass, reason, why, sizeof(why))) {
                 atomic_fetch_add(&w->n_dlq, 1);
+                is_metrics_inc(IS_M_DLQ);
+                is_metrics_inc(is_metrics_dlq_class(klass));
                 break;
             }
             IS_WARN("dlq", json_pack("{s:i}", "attempt", attempt + 1),
                     "DLQ produce failed, retrying: %s", why);
-            if (backoff(j, attempt)) {
+            if (backoff(j, attempt, IS_M_RETRY_DLQ)) {
                 out = REC_ABANDONED;
                 break;
             }
         }
     } else if (out == REC_WRITTEN) {
         atomic_fetch_add(&w->n_written, 1);
+        is_metrics_inc(IS_M_WRITTEN);
     }
     if (out == REC_ABANDONED) {
         atomic_fetch_add(&w->n_abandoned, 1);
+        is_metrics_inc(IS_M_ABANDONED);
         IS_WARN("job", where(rkm),
                 "gave up on the record (shutdown or revoke deadline); it stays uncommitted and "
                 "will be processed again");
         return;
     }
+    is_metrics_observe(IS_M_PROCESSING_SECONDS, now_s() - t0);
     is_offsets_done(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, job->gen,
                     rkm->offset);
 }

@@ -12,6 +12,63 @@
 
 int is_log_level = IS_LOG_INFO;
 
+/* Secrets as they appear in a serialized line: JSON-escaped, without the
+ * quotes. Written by is_log_redact before threads start, then read-only. */
+#define MAX_SECRETS 32
+static char *secrets[MAX_SECRETS];
+static int nsecrets;
+
+void is_log_redact(const char *secret)
+{
+    if (!secret || strlen(secret) < 4 || nsecrets == MAX_SECRETS)
+        return;
+    json_t *s = json_string(secret);
+    char *esc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
+    json_decref(s);
+    if (!esc)
+        return;
+    size_t n = strlen(esc);
+    memmove(esc, esc + 1, n - 2); /* drop the quotes */
+    esc[n - 2] = '\0';
+    for (int i = 0; i < nsecrets; i++)
+        if (!strcmp(secrets[i], esc)) {
+            free(esc);
+            return;
+        }
+    secrets[nsecrets++] = esc;
+}
+
+/* Replaces every registered secret in text; returns text or a new string
+ * (text freed). */
+static char *redact(char *text)
+{
+    for (int i = 0; i < nsecrets; i++) {
+        const char *sec = secrets[i];
+        size_t slen = strlen(sec), tlen = strlen(text), hits = 0;
+        for (const char *p = text; (p = strstr(p, sec)); p += slen)
+            hits++;
+        if (!hits)
+            continue;
+        char *out = malloc(tlen + hits * sizeof("[hidden]") + 1), *o = out;
+        if (!out) { /* never log what should be hidden */
+            free(text);
+            return strdup("{\"level\":\"error\",\"msg\":\"log line dropped\"}");
+        }
+        const char *p = text, *q;
+        while ((q = strstr(p, sec))) {
+            memcpy(o, p, (size_t)(q - p));
+            o += q - p;
+            memcpy(o, "[hidden]", 8);
+            o += 8;
+            p = q + slen;
+        }
+        strcpy(o, p);
+        free(text);
+        text = out;
+    }
+    return text;
+}
+
 static const char *level_name(int level)
 {
     switch (level) {
@@ -78,7 +135,7 @@ void is_log_emit(int level, const char *component, json_t *fields, const char *f
     }
     text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
-    if (!text)
+    if (!text || !(text = redact(text)))
         return;
     size_t n = strlen(text);
     text[n] = '\n'; /* replaces the NUL: one write(2) per line */

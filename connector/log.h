@@ -25,6 +25,13 @@ extern int is_log_level;
 /* Parses "error|warn|info|debug"; returns -1 if unknown. */
 int is_log_level_parse(const char *s);
 
+/* Registers a value that must never appear in the log (a secret key, a
+ * token, a password): every line has it replaced by "[hidden]", whichever
+ * library wrote the text. Values shorter than 4 bytes are ignored (they
+ * would hide ordinary words and protect nothing); at most 32 values. Call
+ * from main before other threads start: the list is read without a lock. */
+void is_log_redact(const char *secret);
+
 /* fields (may be NULL) is stolen (decref'ed) by the call. */
 void is_log_emit(int level, const char *component, json_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -179,6 +179,12 @@ int main(int argc, char **argv)
         goto done;
     int lvl = is_log_level_parse(cfg->log_level);
     is_log_level = lvl < 0 ? IS_LOG_INFO : lvl;
+    /* Whatever a library puts in a log line, the configured secrets are
+     * hidden (log.h). Before any thread starts. */
+    const char *secrets[32];
+    size_t nsecrets = is_config_secrets(cfg, secrets, 32);
+    for (size_t i = 0; i < nsecrets; i++)
+        is_log_redact(secrets[i]);
 
     if (is_envelope_global_init(errstr, sizeof(errstr)) ||
         is_s3_global_init(errstr, sizeof(errstr))) {

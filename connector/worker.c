@@ -15,8 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "health.h"
+#include "http.h"
 #include "kafka.h"
 #include "log.h"
+#include "metrics.h"
+#include "stats.h"
 #include "worker_int.h"
 
 static double now_s(void)
@@ -28,8 +32,13 @@ static double now_s(void)
 
 static size_t max_inflight(const is_worker_t *w)
 {
+    /* Generous by default: each pause costs about a second of idle time,
+     * because librdkafka drops the records it prefetched for a paused
+     * partition and fetches them again after resume (measured by the fault
+     * suite: 4 in flight gave ~5 records/s, 64 gave ~47). Memory stays
+     * bounded by the pixel budget and librdkafka's prefetch limits. */
     return w->cfg->worker_max_inflight ? (size_t)w->cfg->worker_max_inflight
-                                       : (size_t)(2 * w->nthreads);
+                                       : (size_t)(16 * w->nthreads);
 }
 
 /* Stores every partition's newly contiguous done offset. A partition that
@@ -113,6 +122,7 @@ static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts
     dropped = drop_queued(w, parts);
     while ((running = running_in(w, parts)) > 0 && now_s() < deadline &&
            !atomic_load(&w->abandon)) {
+        is_health_beat(); /* waiting on the jobs is not a stall */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000 * 1000;
@@ -147,6 +157,21 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     IS_INFO("rebalance", json_pack("{s:o}", "partitions", arr), "%s", what);
 }
 
+/* Publishes the assignment to the metrics and the readiness state. joined:
+ * still a member of the group (0 after the assignment was lost). Poll
+ * thread. */
+static void publish_assignment(rd_kafka_t *rk, int joined)
+{
+    rd_kafka_topic_partition_list_t *asg = NULL;
+    int n = 0;
+    if (!rd_kafka_assignment(rk, &asg) && asg)
+        n = asg->cnt;
+    if (asg)
+        rd_kafka_topic_partition_list_destroy(asg);
+    is_metrics_set(IS_M_ASSIGNED_PARTITIONS, n);
+    is_health_group(joined, n);
+}
+
 /* Served on the poll thread from inside rd_kafka_consumer_poll. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -175,9 +200,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else {
             rd_kafka_resume_partitions(rk, parts);
         }
+        is_metrics_inc(IS_M_REBALANCE_ASSIGN);
+        publish_assignment(rk, 1);
         return;
     }
-    if (rd_kafka_assignment_lost(rk)) {
+    int lost = rd_kafka_assignment_lost(rk);
+    is_metrics_inc(lost ? IS_M_REBALANCE_LOST : IS_M_REBALANCE_REVOKE);
+    if (lost) {
         /* Another member owns these already: drop, commit nothing. */
         log_parts("partitions lost: dropping their work without commit", parts);
         pthread_mutex_lock(&w->lock);
@@ -206,6 +235,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else
         rd_kafka_assign(rk, NULL);
+    publish_assignment(rk, !lost);
 }
 
 /* Called from rd_kafka_consumer_poll on the poll thread. */
@@ -234,7 +264,12 @@ static void backpressure(is_worker_t *w)
     pthread_mutex_lock(&w->lock);
     size_t inflight = w->inflight;
     int waiters = w->pixel_waiters;
+    int64_t pixels = w->pixels;
     pthread_mutex_unlock(&w->lock);
+
+    is_metrics_set(IS_M_INFLIGHT_RECORDS, (int64_t)inflight);
+    is_metrics_set(IS_M_INFLIGHT_PIXELS, pixels);
+    is_metrics_set(IS_M_PAUSED_PARTITIONS, w->paused ? w->paused->cnt : 0);
 
     if (!w->paused && (inflight >= max_inflight(w) || waiters > 0)) {
         rd_kafka_topic_partition_list_t *asg = NULL;
@@ -266,6 +301,8 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
     job->rkm = rkm;
     job->gen = gen;
     atomic_fetch_add(&w->n_in, 1);
+    is_metrics_inc(IS_M_RECORDS_CONSUMED);
+    is_metrics_add(IS_M_CONSUMED_BYTES, (int64_t)rkm->len);
     pthread_mutex_lock(&w->lock);
     if (w->qtail)
         w->qtail->next = job;
@@ -296,6 +333,11 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     if (!is_config_kafka_get(w->cfg, "auto.offset.reset") &&
         is_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))
         goto fail;
+    /* Statistics feed the lag metric and readiness (stats.h). */
+    if (!is_config_kafka_get(w->cfg, "statistics.interval.ms") &&
+        is_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size))
+        goto fail;
+    rd_kafka_conf_set_stats_cb(conf, is_stats_cb);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_opaque(conf, w);
@@ -344,6 +386,7 @@ static void drain_all(is_worker_t *w)
             pthread_mutex_lock(&w->lock);
             break;
         }
+        is_health_beat();
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&w->lock);
@@ -373,6 +416,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     is_worker_t w = {.cfg = cfg, .stop = stop};
     is_job_arg_t *args = NULL;
     is_s3_t *probe = NULL;
+    is_http_t *http = NULL;
     int rc = -1, nthreads;
 
     nthreads = cfg->worker_threads ? (int)cfg->worker_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -400,6 +444,15 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         goto done;
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
+    /* Before the consumer joins, so readiness is answered (503) from the
+     * start, and a port in use stops start-up before the group sees us. */
+    is_health_start();
+    if (*cfg->http_listen) {
+        if (!(http = is_http_new(cfg->http_listen, cfg->http_health_stall_ms, errstr, errstr_size)))
+            goto done;
+        IS_INFO("http", json_pack("{s:s}", "address", is_http_address(http)),
+                "serving /metrics, /healthz and /readyz");
+    }
     w.threads = calloc((size_t)nthreads, sizeof(*w.threads));
     w.slots = calloc((size_t)nthreads, sizeof(*w.slots));
     args = calloc((size_t)nthreads, sizeof(*args));
@@ -417,6 +470,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
             "imgsink %s started", IS_VERSION);
 
     while (!*stop && !atomic_load(&w.fatal)) {
+        is_health_beat();
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 100);
         if (rkm && rkm->err) {
             if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -430,6 +484,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         backpressure(&w);
     }
 
+    is_health_stopping();
     drain_all(&w);
     for (int i = 0; i < w.nthreads; i++)
         pthread_join(w.threads[i], NULL);
@@ -468,6 +523,7 @@ done:
             "worker totals");
     if (w.rk)
         rd_kafka_destroy(w.rk);
+    is_http_destroy(http); /* last: it answers "stopping" until the group was left */
     if (w.paused)
         rd_kafka_topic_partition_list_destroy(w.paused);
     is_dlq_destroy(w.dlq);

@@ -54,6 +54,9 @@ s3.region=$S3_REGION
 s3.bucket=$S3_BUCKET
 s3.path.style=true
 s3.prefix=$run/
+# Two workers on one host: each takes a free port for /metrics, /healthz and
+# /readyz (its log says which: the "http" line).
+http.listen=127.0.0.1:0
 CONF
 echo "config: $OUT/imgsink.conf"
 

@@ -15,13 +15,14 @@ set -euo pipefail
 
 # Build and link deps, test tools (kcat, clang-format, shellcheck), the
 # corpus extractor's tools (binutils/xz-utils for dpkg-deb), python3 for the
-# stack scripts' port picking and curl for health checks.
+# stack scripts' port picking and curl for health checks; prometheus for
+# promtool, which validates /metrics and the alerting rules (test/e2e/t50).
 APT_PACKAGES=(
 	build-essential pkg-config
 	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
 	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang
-	xz-utils binutils libimage-exiftool-perl
+	xz-utils binutils libimage-exiftool-perl prometheus
 )
 
 mkdir -p "$IMGSINK_CACHE" "$IMGSINK_BIN"

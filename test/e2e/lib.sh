@@ -66,6 +66,8 @@ write_conf() {
         echo "s3.path.style=true"
         echo "s3.prefix=$prefix/"
         echo "retry.backoff.max.ms=2000"
+        # Several workers per host: each gets a free port for /metrics (logged).
+        echo "http.listen=127.0.0.1:0"
         for line in "$@"; do echo "$line"; done
     } >"$file"
 }
@@ -123,4 +125,18 @@ n=sys.argv[1]; print(sum(1 for l in sys.stdin if l.strip() and json.loads(l).get
 # dlq_dump TOPIC: one JSON object per DLQ record: key, headers, value size.
 dlq_dump() {
     kcat -C -b "$KAFKA_BOOTSTRAP" -t "$1" -e -q -J 2>/dev/null
+}
+
+# http_address NAME [SECONDS]: the HOST:PORT worker NAME serves /metrics,
+# /healthz and /readyz on, from its log's "http" line (http.listen=...:0
+# picks a free port); waits for the line, default 30 s.
+http_address() {
+    local log=$TMP/$1.log deadline=$((SECONDS + ${2:-30})) addr
+    while [ $SECONDS -lt $deadline ]; do
+        addr=$(grep -m1 '"component":"http".*"address"' "$log" 2>/dev/null |
+            python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("address",""))' 2>/dev/null)
+        [ -n "$addr" ] && { echo "$addr"; return 0; }
+        sleep 0.2
+    done
+    return 1
 }

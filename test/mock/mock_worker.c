@@ -202,6 +202,7 @@ static is_config_t *worker_config(const char *bootstraps)
         {"renditions", "small=256x256/jpeg/80,tiny=64x64/webp/70"},
         {"worker.threads", "2"},
         {"retry.backoff.max.ms", "1000"},
+        {"http.listen", "127.0.0.1:0"}, /* workers in one process, tests in parallel */
         {"log.level", "info"},
     };
     for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)

@@ -1,0 +1,108 @@
+/*
+ * health.c - liveness and readiness state. See health.h.
+ */
+#include "health.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static atomic_llong last_beat_ms; /* monotonic; 0 before is_health_start */
+static atomic_int beaten;         /* the poll loop ran at least once */
+static atomic_int stopping;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int joined, assigned;
+static int have_stats, brokers_up;
+static char cgrp_state[32];
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void is_health_start(void)
+{
+    atomic_store(&last_beat_ms, now_ms());
+    atomic_store(&beaten, 0);
+    atomic_store(&stopping, 0);
+    pthread_mutex_lock(&lock);
+    joined = assigned = have_stats = brokers_up = 0;
+    cgrp_state[0] = '\0';
+    pthread_mutex_unlock(&lock);
+}
+
+void is_health_beat(void)
+{
+    atomic_store(&last_beat_ms, now_ms());
+    atomic_store(&beaten, 1);
+}
+
+void is_health_group(int j, int a)
+{
+    pthread_mutex_lock(&lock);
+    joined = j;
+    assigned = a;
+    pthread_mutex_unlock(&lock);
+}
+
+void is_health_kafka(int up, const char *state)
+{
+    pthread_mutex_lock(&lock);
+    have_stats = 1;
+    brokers_up = up;
+    snprintf(cgrp_state, sizeof(cgrp_state), "%s", state ? state : "");
+    pthread_mutex_unlock(&lock);
+}
+
+void is_health_stopping(void)
+{
+    atomic_store(&stopping, 1);
+}
+
+int is_health_live(int64_t stall_ms, char *why, size_t why_size)
+{
+    int64_t age = now_ms() - atomic_load(&last_beat_ms);
+    if (age >= stall_ms) {
+        snprintf(why, why_size,
+                 "stalled: the poll loop has not run for %lld ms (http.health.stall.ms=%lld)",
+                 (long long)age, (long long)stall_ms);
+        return 0;
+    }
+    snprintf(why, why_size, "ok: the poll loop ran %lld ms ago", (long long)age);
+    return 1;
+}
+
+int is_health_ready(int64_t stall_ms, char *why, size_t why_size)
+{
+    int ok = 0;
+
+    if (atomic_load(&stopping)) {
+        snprintf(why, why_size, "stopping");
+        return 0;
+    }
+    if (!atomic_load(&beaten)) {
+        snprintf(why, why_size, "starting: the poll loop has not run yet");
+        return 0;
+    }
+    if (!is_health_live(stall_ms, why, why_size))
+        return 0;
+    pthread_mutex_lock(&lock);
+    if (!joined)
+        snprintf(why, why_size, "not in the consumer group: no assignment received yet");
+    else if (have_stats && brokers_up == 0)
+        snprintf(why, why_size, "no Kafka broker connected");
+    else if (have_stats && strcmp(cgrp_state, "up"))
+        snprintf(why, why_size, "group coordinator not connected (consumer group state %s)",
+                 cgrp_state);
+    else {
+        snprintf(why, why_size, "ready: %d partitions assigned", assigned);
+        ok = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    return ok;
+}

@@ -1,0 +1,53 @@
+/*
+ * health.h - liveness and readiness of the worker, answered on /healthz and
+ * /readyz (http.c).
+ *
+ * Live: the poll loop keeps iterating. The poll thread calls is_health_beat
+ * on every iteration (at least every 100 ms, also while it waits for a
+ * revoke or shutdown drain); a loop that has not beaten for stall_ms is
+ * stalled (blocked in a call that does not return, or deadlocked), and a
+ * restart is the cure.
+ *
+ * Ready: the member is serving its share of the topic. It has received its
+ * assignment from the group (possibly empty: more members than partitions
+ * is a normal state) and, according to librdkafka's latest statistics, the
+ * group coordinator and at least one broker are connected. Not ready while
+ * starting, after the assignment was lost, and while stopping.
+ *
+ * One state per process, like metrics.h. Writers: the poll thread (beat,
+ * group; the statistics callback runs on it too) and the worker on shutdown.
+ * Readers: the HTTP threads. A mutex protects the strings; the heartbeat is
+ * an atomic.
+ */
+#ifndef IS_HEALTH_H
+#define IS_HEALTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A worker starts: the heartbeat clock starts now, nothing joined yet. */
+void is_health_start(void);
+
+/* One iteration of the poll loop. Poll thread. */
+void is_health_beat(void);
+
+/* The group: joined (an assignment was received and not lost) and the
+ * number of partitions assigned. Poll thread, from the rebalance callback. */
+void is_health_group(int joined, int assigned);
+
+/* From librdkafka's statistics: brokers with an open connection and the
+ * consumer group's state ("up" when the coordinator is known and
+ * connected). */
+void is_health_kafka(int brokers_up, const char *cgrp_state);
+
+/* The worker is shutting down: not ready any more. */
+void is_health_stopping(void);
+
+/* 1 when live, 0 when stalled; why gets a one-line explanation either way. */
+int is_health_live(int64_t stall_ms, char *why, size_t why_size);
+
+/* 1 when ready, 0 otherwise; why gets a one-line explanation either way. A
+ * stalled loop is not ready either. */
+int is_health_ready(int64_t stall_ms, char *why, size_t why_size);
+
+#endif
