@@ -146,3 +146,52 @@ fuzz: fuzz-build
 test-faults: deps
 	$(MAKE) --no-print-directory build
 	bash test/run.sh faults
+
+# `make bench`: the benchmark, by hand (never part of `make test`): installs
+# what it needs (bench/deps.sh: sharp from npm into the cache, Debian's
+# ImageMagick, gnuplot), builds, runs bench/run.sh (about 15 minutes) and
+# writes bench/results.md, bench/throughput.png and bench/rss.png.
+.PHONY: bench
+BENCH_TOOLS = $(BUILD)/bench/limit $(BUILD)/bench/lagwatch
+bench: deps
+	bash bench/deps.sh $(if $(filter sharp-libvips,$(VIPS)),--sharp-libvips)
+	$(MAKE) --no-print-directory build $(BENCH_TOOLS)
+	BUILD=$(BUILD) bash bench/run.sh
+
+VIPS_CFLAGS = $(shell pkg-config --cflags vips)
+VIPS_LIBS   = $(shell pkg-config --libs vips)
+$(BUILD)/bench/limit: bench/limit.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(VIPS_CFLAGS) -o $@ $< $(VIPS_LIBS) -lpthread
+
+$(BUILD)/bench/lagwatch: bench/lagwatch.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell pkg-config --cflags rdkafka) -o $@ $< \
+		$(shell pkg-config --libs rdkafka)
+
+# `make VIPS=sharp-libvips BUILD=build/vips818 build build-tests`: imgsink, its
+# tests, plugins and bench/limit linked against the libvips 8.18 of npm's
+# @img/sharp-libvips-linux-x64 (one shared library with its own GLib; headers
+# from @img/sharp-libvips-dev; `bash bench/deps.sh --sharp-libvips` installs
+# both into the cache) instead of Debian's libvips. Nothing else from GLib is
+# linked. Use a BUILD dir of its own; Debian's libvips stays the default.
+# `make VIPS=sharp-libvips BUILD=build/vips818 bench` benchmarks it (add
+# BENCH_BASELINE=build BENCH_TAG=-vips818 to run the Debian build alongside).
+ifeq ($(VIPS),sharp-libvips)
+SHARP_LIBVIPS ?= $(or $(IMGSINK_CACHE),$(HOME)/.cache/imgsink)/sharp-libvips/node_modules/@img
+SHARP_LIBVIPS_LIB = $(SHARP_LIBVIPS)/sharp-libvips-linux-x64/lib
+SHARP_LIBVIPS_INC = $(SHARP_LIBVIPS)/sharp-libvips-dev/include
+VIPS_CFLAGS = -I$(SHARP_LIBVIPS_INC) -I$(SHARP_LIBVIPS_INC)/glib-2.0 \
+              -I$(SHARP_LIBVIPS_LIB)/glib-2.0/include
+VIPS_LIBS   = $(firstword $(wildcard $(SHARP_LIBVIPS_LIB)/libvips-cpp.so.*)) \
+              -Wl,-rpath,$(SHARP_LIBVIPS_LIB)
+PKG_CFLAGS = $(shell pkg-config --cflags $(filter-out vips,$(PKGS))) $(VIPS_CFLAGS)
+PKG_LIBS   = $(shell pkg-config --libs $(filter-out vips,$(PKGS))) $(VIPS_LIBS)
+$(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors $(VIPS_CFLAGS) \
+		-o $@ $(filter %.c,$^) $(VIPS_LIBS)
+endif

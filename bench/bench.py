@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""bench.py - helpers of bench/run.sh: turn raw measurements into result
+lines (one JSON object per run in runs.jsonl), then into bench/results.md and
+the data files the gnuplot scripts plot.
+
+  bench.py record  --out RUNS.jsonl [--set key=value ...]   < one JSON line
+  bench.py e2e     --out RUNS.jsonl --lag LAG.jsonl --expect N --mpix MP
+                   [--set key=value ...] WORKER.log...
+  bench.py latency --log WORKER.log --stamps STAMPS.txt     (prints JSON)
+  bench.py rss     --samples RSS.tsv --lag LAG.jsonl --passes N --per-pass M (prints JSON)
+  bench.py report  --dir OUT --md bench/results.md
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+
+
+def parse_sets(sets):
+    out = {}
+    for s in sets or []:
+        k, _, v = s.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def append(path, obj):
+    with open(path, "a") as f:
+        f.write(json.dumps(obj, sort_keys=True) + "\n")
+
+
+def log_lines(paths):
+    for p in paths:
+        with open(p, errors="replace") as f:
+            for line in f:
+                if line.startswith("{"):
+                    try:
+                        yield json.loads(line)
+                    except ValueError:
+                        pass
+
+
+def epoch(iso):
+    return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=dt.timezone.utc).timestamp()
+
+
+def lag_lines(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def cmd_record(a):
+    obj = json.loads(sys.stdin.read().strip().splitlines()[-1])
+    obj.update(parse_sets(a.set))
+    append(a.out, obj)
+
+
+def prom_sums(paths):
+    """Sums of a few of the worker's Prometheus series over its workers."""
+    out = {}
+    for p in paths or []:
+        for line in open(p):
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("imgsink_put_duration_seconds_sum",
+                                                "imgsink_put_duration_seconds_count",
+                                                "imgsink_processing_duration_seconds_sum"):
+                out[parts[0]] = out.get(parts[0], 0.0) + float(parts[1])
+    return out
+
+
+def cmd_e2e(a):
+    """End to end: from the first partition assignment (the worker fetches
+    at once: the records are already in the topic) to the first read of the
+    committed offsets equal to the end offsets."""
+    per_worker = [list(log_lines([p])) for p in a.logs]
+    lines = [l for w in per_worker for l in w]
+    assigned = [epoch(l["time"]) for l in lines if l.get("msg") == "partitions assigned"]
+    written = [l for l in lines if l.get("msg") == "record written"]
+    lag = lag_lines(a.lag)
+    if not assigned or not lag or lag[-1]["committed"] != lag[-1]["end"]:
+        sys.exit("bench.py e2e: no assignment in the logs or lag never reached 0")
+    t0, t1 = min(assigned), lag[-1]["t"]
+    last_put = max(epoch(l["time"]) for l in written) if written else t1
+    proc = sorted(l["processing_ms"] for l in written)
+    n = lag[-1]["end"]
+    obj = {
+        "images": n, "seconds": round(t1 - t0, 3), "images_per_s": round(n / (t1 - t0), 3),
+        "megapixels_per_s": round(a.mpix / (t1 - t0), 2),
+        "last_put_s": round(last_put - t0, 3),
+        "records_written": len(written),
+        "pipeline_ms_median": round(statistics.median(proc), 1) if proc else None,
+        "pipeline_s": round(sum(proc) / 1e3, 2),
+        "expected": a.expect, "failures": 0 if n == a.expect else abs(n - a.expect),
+    }
+    # Several workers: records each one wrote (the partitions' keys decide
+    # the split), and the throughput while every worker still had records.
+    if len(per_worker) > 1:
+        ends, counts = [], []
+        for w in per_worker:
+            ts = [epoch(l["time"]) for l in w if l.get("msg") == "record written"]
+            counts.append(len(ts))
+            ends.append(max(ts) if ts else t0)
+        t_idle = min(ends)
+        both = sum(1 for l in written if epoch(l["time"]) <= t_idle)
+        obj["records_per_worker"] = counts
+        obj["parallel_images_per_s"] = round(both / (t_idle - t0), 3) if t_idle > t0 else None
+    started = [l for l in lines if "max_inflight" in l and str(l.get("msg", "")).endswith("started")]
+    if started:
+        obj["max_inflight"] = started[0]["max_inflight"]
+    m = prom_sums(a.metrics)
+    if m:
+        obj["put_s"] = round(m.get("imgsink_put_duration_seconds_sum", 0), 2)
+        obj["puts"] = int(m.get("imgsink_put_duration_seconds_count", 0))
+        obj["job_busy_s"] = round(m.get("imgsink_processing_duration_seconds_sum", 0), 2)
+    obj.update(parse_sets(a.set))
+    if "max_inflight" in obj and "max.inflight" not in obj.get("config", "max.inflight"):
+        obj["config"] += ", worker.max.inflight={} (default)".format(obj["max_inflight"])
+    append(a.out, obj)
+    print(json.dumps(obj))
+
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    v = sorted(values)
+    k = max(0, min(len(v) - 1, int(-(-p * len(v) // 100)) - 1))
+    return v[k]
+
+
+def cmd_latency(a):
+    stamps = {}
+    with open(a.stamps) as f:  # "partition offset timestamp_ms" (kcat -f '%p %o %T')
+        for line in f:
+            p, o, t = line.split()
+            stamps[(int(p), int(o))] = int(t) / 1e3
+    lat = []
+    for l in log_lines([a.log]):
+        if l.get("msg") == "record written":
+            key = (l["partition"], l["offset"])
+            if key in stamps:
+                lat.append((epoch(l["time"]) - stamps[key]) * 1e3)
+    if not lat:
+        sys.exit("bench.py latency: no record written matched a produced record")
+    print(json.dumps({"records": len(lat), "p50_ms": round(pct(lat, 50)),
+                      "p99_ms": round(pct(lat, 99)), "max_ms": round(max(lat))}))
+
+
+def cmd_rss(a):
+    """RSS growth over a run of N passes of the corpus. RSS swings with the
+    images in flight, so each pass is summed up by its highest sample (the
+    samples taken while that pass was being committed) and the growth is the
+    median of the last three passes' highs against the first three's."""
+    samples = []
+    with open(a.samples) as f:
+        for line in f:
+            t, kb = line.split()
+            samples.append((float(t), int(kb)))
+    lag = lag_lines(a.lag)
+
+    def when(count):  # first time the committed total reached count
+        return next(l["t"] for l in lag if l["committed"] >= count)
+
+    highs, start = [], samples[0][0]
+    for k in range(1, a.passes + 1):
+        end = when(k * a.per_pass)
+        window = [kb for t, kb in samples if start <= t <= end]
+        if window:
+            highs.append(max(window))
+        start = end
+    n = min(3, len(highs) // 2) or 1
+    base, final = statistics.median(highs[:n]), statistics.median(highs[-n:])
+    print(json.dumps({
+        "samples": len(samples), "pass_high_kb": highs, "passes_compared": n,
+        "first_passes_kb": base, "last_passes_kb": final,
+        "peak_kb": max(kb for _, kb in samples),
+        "growth_pct": round(100.0 * (final - base) / base, 1),
+        "first_to_last_pct": round(100.0 * (highs[-1] - highs[0]) / highs[0], 1),
+        "seconds": round(when(a.passes * a.per_pass) - samples[0][0], 1),
+        "images": a.passes * a.per_pass,
+    }))
+
+
+# --- report -------------------------------------------------------------------
+
+LABELS = {
+    "limit": "limit (libvips in process, C)",
+    "limit-1t": "limit, 1 thread",
+    "imgsink": "imgsink end to end, 1 worker",
+    "imgsink-1x1": "imgsink end to end, 1 worker x 1 thread",
+    "imgsink-2x1": "imgsink end to end, 2 workers x 1 thread",
+    "imgsink-q": "imgsink end to end, 1 worker, max.inflight 8 per thread",
+    "imgsink-1x1q": "imgsink end to end, 1 worker x 1 thread, max.inflight 8",
+    "imgsink-2x1q": "imgsink end to end, 2 workers x 1 thread, max.inflight 8",
+    "limit-base": "limit, baseline build",
+    "imgsink-base": "imgsink end to end, 1 worker, baseline build",
+    "imgsink-base-q": "imgsink end to end, 1 worker, max.inflight 8 per thread, baseline build",
+    "sharp-source": "sharp, each rendition from the source",
+    "sharp-cascade": "sharp, decode once + cascade",
+    "magick": "ImageMagick, one convert per image",
+    "magick-hint": "ImageMagick + jpeg:size shrink-on-load hint",
+}
+ORDER = list(LABELS)
+SHORT = {
+    "limit": "limit", "limit-1t": "limit 1t", "imgsink": "imgsink 1w x cores",
+    "imgsink-1x1": "imgsink 1w x 1t", "imgsink-2x1": "imgsink 2w x 1t",
+    "imgsink-q": "imgsink 1w x cores, if8", "imgsink-1x1q": "imgsink 1w x 1t, if8",
+    "imgsink-2x1q": "imgsink 2w x 1t, if8", "limit-base": "limit (baseline)",
+    "imgsink-base": "imgsink (baseline)", "imgsink-base-q": "imgsink if8 (baseline)",
+    "sharp-source": "sharp (source)",
+    "sharp-cascade": "sharp (cascade)", "magick": "ImageMagick", "magick-hint": "ImageMagick+hint",
+}
+
+
+def med(runs, key):
+    v = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(v) if v else None
+
+
+def medv(values):
+    v = [x for x in values if x is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def cmd_report(a):
+    runs = [json.loads(l) for l in open(os.path.join(a.dir, "runs.jsonl")) if l.strip()]
+    meta = json.load(open(os.path.join(a.dir, "meta.json")))
+    extra = {}
+    for name in ("latency", "rss"):
+        p = os.path.join(a.dir, name + ".json")
+        if os.path.exists(p):
+            extra[name] = json.load(open(p))
+    by = {}
+    for r in runs:
+        by.setdefault(r["contender"], []).append(r)
+    tput = {c: med(rs, "images_per_s") for c, rs in by.items()}
+    imgsink = tput.get("imgsink")
+
+    rows, plot = [], []
+    for c in ORDER:
+        rs = by.get(c)
+        if not rs:
+            continue
+        ips = [r["images_per_s"] for r in rs]
+        cpu = med(rs, "cpu_s_per_image")
+        rss = med(rs, "peak_rss_kb")
+        ratio = imgsink / tput[c] if imgsink and c != "imgsink" else None
+        rows.append("| {} | {} | {} | {} | {} | {} – {} | {} | {} | {} | {} |".format(
+            LABELS[c], rs[0].get("config", ""), len(rs), fmt(med(rs, "seconds"), ".2f"),
+            fmt(statistics.median(ips), ".2f"), fmt(min(ips), ".2f"), fmt(max(ips), ".2f"),
+            fmt(med(rs, "megapixels_per_s"), ".1f"), fmt(cpu, ".3f"),
+            fmt(rss / 1024 if rss else None, ".0f"), fmt(ratio, ".2f")))
+        plot.append((SHORT[c], statistics.median(ips), min(ips), max(ips)))
+    with open(os.path.join(a.dir, "throughput.dat"), "w") as f:
+        for i, (label, m, lo, hi) in enumerate(plot):
+            f.write('{} "{}" {:.3f} {:.3f} {:.3f}\n'.format(i, label, m, lo, hi))
+
+    def ratio(x, y):
+        return tput[x] / tput[y] if tput.get(x) and tput.get(y) else None
+
+    best_sharp = max((c for c in ("sharp-source", "sharp-cascade") if c in tput),
+                     key=lambda c: tput[c], default=None)
+    best_magick = max((c for c in ("magick", "magick-hint") if c in tput),
+                      key=lambda c: tput[c], default=None)
+    lat, rss = extra.get("latency"), extra.get("rss")
+    lim_cpu = med(by.get("limit", []), "cpu_s_per_image")
+    img_cpu = med(by.get("imgsink", []), "cpu_s_per_image")
+    targets = [
+        ("imgsink / limit (same cores)", ratio("imgsink", "limit"), ">= 0.90", 0.90),
+        ("same, with worker.max.inflight = 8 per thread",
+         ratio("imgsink-q", "limit"), "", None),
+        ("imgsink / limit, 1 core each (1 worker x 1 thread vs limit 1 thread)",
+         ratio("imgsink-1x1", "limit-1t"), ">= 0.90", 0.90),
+        ("imgsink / limit per CPU second (worker processes only: limit's CPU s per image "
+         "/ the worker's)", lim_cpu / img_cpu if lim_cpu and img_cpu else None, ">= 0.90", 0.90),
+        ("imgsink / sharp (best sharp: {})".format(best_sharp), ratio("imgsink", best_sharp),
+         ">= 1.2", 1.2),
+        ("imgsink / ImageMagick (best: {})".format(best_magick), ratio("imgsink", best_magick),
+         ">= 4", 4.0),
+        ("2 workers / 1 worker (1 thread each, {} cores)".format(meta["nproc"]),
+         ratio("imgsink-2x1", "imgsink-1x1"), ">= 1.8", 1.8),
+        ("same, with worker.max.inflight = 8 per thread",
+         ratio("imgsink-2x1q", "imgsink-1x1q"), "", None),
+        ("2 workers / 1 worker while both workers still had records (without the "
+         "partition skew)", (med(by.get("imgsink-2x1", []), "parallel_images_per_s") or 0)
+         / tput["imgsink-1x1"] if tput.get("imgsink-1x1") and by.get("imgsink-2x1") else None,
+         "", None),
+        ("for comparison, what these cores gave the limit: 2 threads / 1 thread",
+         ratio("limit", "limit-1t"), "", None),
+    ]
+    trows = []
+    for name, v, want, bound in targets:
+        if v is None:  # not measured in this run (BENCH_CONTENDERS)
+            continue
+        ok = None if v is None or bound is None else v >= bound
+        trows.append("| {} | {} | {} | {} |".format(
+            name, fmt(v, ".2f"), want, "–" if ok is None else ("met" if ok else "**missed**")))
+    if rss:
+        ok = rss["growth_pct"] < 10
+        trows.append("| RSS growth over the {}x run | {:+.1f} % | < 10 % | {} |".format(
+            rss["images"] // meta["corpus_images"], rss["growth_pct"], "met" if ok else "**missed**"))
+
+    md = []
+    md.append("# imgsink benchmark results\n")
+    md.append("Written by `make bench` (bench/run.sh) on {}. Raw data: `{}/`.\n".format(
+        meta["date"], os.path.relpath(a.dir)))
+    md.append("## Machine\n")
+    md.append("- {} cores (`nproc`), {}, {} GiB memory, {}".format(
+        meta["nproc"], meta["cpu"], meta["mem_gib"], meta["kernel"]))
+    md.append("- load average before / after: {} / {}".format(meta["load_before"],
+                                                          meta.get("load_after", "?")))
+    if meta.get("shared"):
+        md.append("- **The machine was shared** with other work while this ran (load average "
+                  "above 0.5 before the start): absolute numbers are noisy; contenders were "
+                  "interleaved round by round and medians are reported, and CPU seconds per "
+                  "image are less sensitive to the sharing than wall-clock throughput.")
+    md.append("")
+    md.append("## Versions\n")
+    for k in ("imgsink", "libvips", "sharp", "imagemagick", "node", "kafka", "librdkafka"):
+        if meta.get(k):
+            md.append("- {}: {}".format(k, meta[k]))
+    md.append("")
+    md.append("## Workload\n")
+    md.append("- corpus: {} wallpaper photographs (DESIGN §10, test/corpus.sh), {:.1f} MP in "
+              "total, {} to {}; each run processes it {} times ({} images).".format(
+                  meta["corpus_images"], meta["corpus_mpix"], meta["corpus_min"],
+                  meta["corpus_max"], meta["passes"], meta["corpus_images"] * meta["passes"]))
+    md.append("- renditions (bench/renditions.conf, imgsink's default): `{}`; fit inside, "
+              "auto-orient, no metadata.".format(meta["renditions"]))
+    if meta.get("baseline"):
+        md.append("- baseline build (the rows marked so): {}.".format(meta["baseline"]))
+    md.append("- {} rounds; in each round every contender runs once, in an order rotated "
+              "from round to round. Medians over the rounds.".format(meta["runs"]))
+    md.append("")
+    md.append("## Throughput\n")
+    md.append("| contender | config | runs | median s | images/s (median) | images/s min – max "
+              "| MP/s | CPU s / image | peak RSS MiB | imgsink ÷ this |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    md.extend(rows)
+    md.append("")
+    md.append("CPU s / image: user + system time of the contender's own processes (for imgsink "
+              "the worker processes only; the Kafka broker and MinIO ran on the same cores, "
+              "their CPU is in the next table).")
+    md.append("")
+    md.append("Where the time of imgsink's runs went (medians over the rounds, per image unless "
+              "said otherwise). Job threads busy: the worker's own "
+              "`imgsink_processing_duration_seconds` sum (pipeline, PUTs, everything for a "
+              "record) over threads x run time; pipeline: the worker's per-record "
+              "`processing_ms`; PUT: `imgsink_put_duration_seconds` (4 PUTs a record).")
+    md.append("")
+    md.append("| imgsink run | worker CPU s | Kafka + MinIO CPU s | pipeline s (wall) | PUT s (wall) "
+              "| job threads busy | records per worker | first fetch → last PUT s | → lag 0 s |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
+    for c in ORDER:
+        rs = [r for r in by.get(c, []) if r.get("stack_cpu_s") is not None]
+        if not rs:
+            continue
+        per = lambda r, k: r[k] / r["images"] if r.get(k) is not None else None
+        busy = [r["job_busy_s"] / (r["workers"] * r["threads"] * r["seconds"])
+                for r in rs if r.get("job_busy_s")]
+        rpw = rs[0].get("records_per_worker")
+        md.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            SHORT[c], fmt(med(rs, "cpu_s_per_image"), ".3f"),
+            fmt(medv([per(r, "stack_cpu_s") for r in rs]), ".3f"),
+            fmt(medv([per(r, "pipeline_s") for r in rs]), ".3f"),
+            fmt(medv([per(r, "put_s") for r in rs]), ".3f"),
+            fmt(100 * statistics.median(busy) if busy else None, ".0f") + (" %" if busy else ""),
+            "/".join(str(x) for x in rpw) if rpw else "all",
+            fmt(med(rs, "last_put_s"), ".2f"), fmt(med(rs, "seconds"), ".2f")))
+    md.append("")
+    md.append("![throughput](throughput{}.png)\n".format(a.tag))
+    md.append("## Targets\n")
+    md.append("| target | value | wanted | |")
+    md.append("|---|---|---|---|")
+    md.extend(trows)
+    md.append("")
+    if lat:
+        md.append("## Latency\n")
+        md.append("Produce time (the record's timestamp) to the last PUT of the record "
+                  "(metadata.json; the worker's \"record written\" debug line), {} records "
+                  "produced one by one every {:.2f} s (about {:.0f} % of the measured throughput) "
+                  "to one worker: p50 **{} ms**, p99 **{} ms** (max {} ms).\n".format(
+                      lat["records"], lat["interval_s"], lat["load_pct"], lat["p50_ms"],
+                      lat["p99_ms"], lat["max_ms"]))
+    if rss:
+        md.append("## Memory\n")
+        md.append("One worker ({} threads) through {} records ({} x the corpus, `imgsink produce "
+                  "--repeat`) in {} s, VmRSS sampled from /proc every {} s: peak {:.0f} MiB. "
+                  "Highest RSS of each pass (MiB): {}. Median of the first {n} passes' highs "
+                  "{:.0f} MiB, of the last {n} passes' {:.0f} MiB: growth **{:+.1f} %** "
+                  "(first pass against last pass alone: {:+.1f} %).\n".format(
+                      meta["nproc"], rss["images"], rss["images"] // meta["corpus_images"],
+                      rss["seconds"], meta["rss_interval"], rss["peak_kb"] / 1024,
+                      ", ".join("%.0f" % (h / 1024) for h in rss["pass_high_kb"]),
+                      rss["first_passes_kb"] / 1024, rss["last_passes_kb"] / 1024,
+                      rss["growth_pct"], rss["first_to_last_pct"], n=rss["passes_compared"]))
+        md.append("![rss](rss{}.png)\n".format(a.tag))
+    md.append("## Method\n")
+    md.append(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "method.md")).read()
+              .strip())
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes{}.md".format(a.tag))
+    if os.path.exists(notes):
+        md.append("")
+        md.append(open(notes).read().strip())
+    with open(a.md, "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("record")
+    p.add_argument("--out", required=True)
+    p.add_argument("--set", action="append")
+    p = sub.add_parser("e2e")
+    p.add_argument("--out", required=True)
+    p.add_argument("--lag", required=True)
+    p.add_argument("--expect", type=int, required=True)
+    p.add_argument("--mpix", type=float, required=True)
+    p.add_argument("--set", action="append")
+    p.add_argument("--metrics", action="append")
+    p.add_argument("logs", nargs="+")
+    p = sub.add_parser("latency")
+    p.add_argument("--log", required=True)
+    p.add_argument("--stamps", required=True)
+    p = sub.add_parser("rss")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--lag", required=True)
+    p.add_argument("--passes", type=int, required=True)
+    p.add_argument("--per-pass", type=int, required=True)
+    p = sub.add_parser("report")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--tag", default="")
+    a = ap.parse_args()
+    {"record": cmd_record, "e2e": cmd_e2e, "latency": cmd_latency, "rss": cmd_rss,
+     "report": cmd_report}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
