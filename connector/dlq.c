@@ -39,10 +39,18 @@ is_dlq_t *is_dlq_new(const is_config_t *cfg, char *errstr, size_t errstr_size)
 
     if (!conf)
         return NULL;
+    /* A dead letter carries the whole original record plus reason headers:
+     * librdkafka's 1 MB default would refuse large ones, and a refused DLQ
+     * produce is retried forever, holding the partition. The broker's (or
+     * topic's) message.max.bytes must allow as much. */
+    char max_bytes[32];
+    int64_t mb = cfg->input_max_record_bytes + 1024 * 1024;
+    snprintf(max_bytes, sizeof(max_bytes), "%lld", (long long)(mb > 1000000000 ? 1000000000 : mb));
     if (is_kafka_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
         is_kafka_conf_set(conf, "acks", "all", errstr, errstr_size) ||
         is_kafka_conf_set(conf, "message.timeout.ms", "30000", errstr, errstr_size) ||
-        is_kafka_conf_set(conf, "linger.ms", "0", errstr, errstr_size)) {
+        is_kafka_conf_set(conf, "linger.ms", "0", errstr, errstr_size) ||
+        is_kafka_conf_set(conf, "message.max.bytes", max_bytes, errstr, errstr_size)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -79,6 +79,9 @@ def main():
         ("good-c", "good", record("good-c", good[2])),
         ("svg", "poison", record("svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>', ctype="image/svg+xml")),
         ("empty", "poison", record("empty", b"")),
+        # Over librdkafka's 1 MB default message size: the dead letter must
+        # still fit (the DLQ producer's message.max.bytes follows the input).
+        ("bigjunk", "poison", record("bigjunk", os.urandom(2 * 1024 * 1024))),
         ("hugelen", "poison", s("hugelen") + s("acme") + zz(0) + zz(UPLOADED) + s("image/jpeg") + s("f") + zz(0) + zz(7) + zz(0) + zz(1 << 40)),
     ]
     with open(os.path.join(out, "good.ids"), "w") as g, open(os.path.join(out, "poison.ids"), "w") as p:

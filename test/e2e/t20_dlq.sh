@@ -16,7 +16,8 @@ n=0
 for f in "$TMP"/recs/*.bin; do
     key=$(basename "$f" .bin)
     key=${key#*-}
-    kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" -p 0 -k "$key" -H "origin=e2e" "$f" || notok "kcat produce $key"
+    kcat -P -b "$KAFKA_BOOTSTRAP" -X message.max.bytes=16777216 -t "$topic" -p 0 -k "$key" \
+        -H "origin=e2e" "$f" || notok "kcat produce $key"
     n=$((n + 1))
 done
 n_poison=$(grep -c . "$TMP/recs/poison.ids")
@@ -47,7 +48,7 @@ want = {  # key -> (class, words the reason must contain)
     "text": ("image", "not an image"), "dotdot": ("envelope", "id"),
     "trunc": ("image", ""), "bomb": ("image", "limits.max.pixels"),
     "svg": ("image", "not an image"), "empty": ("envelope", "empty"),
-    "hugelen": ("envelope", "exceeds"),
+    "hugelen": ("envelope", "exceeds"), "bigjunk": ("image", "not an image"),
 }
 values = {}
 for f in sorted(os.listdir(recs)):
