@@ -40,7 +40,8 @@ bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 python3 "$ROOT/test/e2e/make_records.py" "$TMP/recs" >/dev/null
 for f in "$TMP"/recs/*.bin; do
     key=$(basename "$f" .bin)
-    kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" -k "${key#*-}" "$f" || notok "kcat produce $key"
+    kcat -P -b "$KAFKA_BOOTSTRAP" -X message.max.bytes=16777216 -t "$topic" -k "${key#*-}" "$f" ||
+        notok "kcat produce $key"
 done
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \

@@ -86,7 +86,8 @@ wait_for 30 minio_down || notok "MinIO stopped by restart.sh"
 python3 "$ROOT/test/e2e/make_records.py" "$TMP/recs" >/dev/null
 for f in "$TMP"/recs/*-good-*.bin; do
     key=$(basename "$f" .bin)
-    kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic" -k "${key#*-}" "$f" || notok "kcat produce $key"
+    kcat -P -b "$KAFKA_BOOTSTRAP" -X message.max.bytes=16777216 -t "$topic" -k "${key#*-}" "$f" ||
+        notok "kcat produce $key"
 done
 n_good=$(ls "$TMP"/recs/*-good-*.bin | wc -l)
 retrying() { [ "$(metric 'imgsink_retries_total{class="store"}')" -gt 0 ] 2>/dev/null; }
