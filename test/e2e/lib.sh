@@ -140,3 +140,8 @@ http_address() {
     done
     return 1
 }
+
+# scrape_metrics ADDR: the worker's /metrics into $TMP/metrics.txt.
+scrape_metrics() { curl -fsS --max-time 5 "http://$1/metrics" >"$TMP/metrics.txt"; }
+# metric NAME{LABELS}: one sample's value from the last scrape (empty if absent).
+metric() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/metrics.txt"; }

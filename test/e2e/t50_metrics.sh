@@ -36,9 +36,8 @@ note "worker serves http://$addr"
 check "lag 0: committed offset = end offset on both partitions" \
     wait_for 120 committed_equals_end "$group" "$topic" 2
 
-scrape() { curl -fsS --max-time 5 "http://$addr/metrics" >"$TMP/metrics.txt"; }
-# value NAME{LABELS}: one sample's value from the last scrape (empty if absent).
-value() { awk -v k="$1" '$1 == k { print $2 }' "$TMP/metrics.txt"; }
+scrape() { scrape_metrics "$addr"; }
+value() { metric "$1"; }
 # librdkafka's statistics lag behind the commit by up to an interval.
 lag_zero() {
     scrape || return 1

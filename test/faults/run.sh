@@ -109,34 +109,8 @@ if ! mc mb --ignore-existing "$MC_ALIAS/$bucket" >/dev/null ||
 fi
 
 # --- toxiproxy in front of MinIO ----------------------------------------------
-bash "$ROOT/test/stack/stop.sh" toxiproxy >/dev/null 2>&1 # a leftover of an interrupted run
-read -r toxi_api toxi_port < <(free_ports 2)
-minio_hostport=${S3_ENDPOINT#http://}
-cat >"$STACK_DIR/toxiproxy.json" <<EOF
-[{"name": "s3", "listen": "127.0.0.1:$toxi_port", "upstream": "$minio_hostport", "enabled": true}]
-EOF
-rm -f "$STACK_DIR/toxiproxy.pid"
-printf '\n=== %s: toxiproxy for seed %s\n' "$(date -u +%FT%TZ)" "$seed" >>"$STACK_DIR/toxiproxy.log"
-# Own session, stdin closed, every fd above 2 closed (like start.sh's
-# spawn): the child writes its PID, then execs the server.
-# shellcheck disable=SC2016 # $$ and $@ are for the inner bash
-setsid bash -c '
-    echo $$ >"$0"
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then exec {fd}>&-; fi
-    done
-    exec "$@"' "$STACK_DIR/toxiproxy.pid" "$TOXIPROXY_BIN" -host 127.0.0.1 -port "$toxi_api" \
-    -config "$STACK_DIR/toxiproxy.json" -seed "$seed" </dev/null >>"$STACK_DIR/toxiproxy.log" 2>&1 &
-toxi_url="http://127.0.0.1:$toxi_api"
-for _ in $(seq 100); do
-    curl -fsS --max-time 1 "$toxi_url/proxies" 2>/dev/null | grep -q '"s3"' && break
-    sleep 0.1
-done
-if ! "$TOXIPROXY_CLI" -h "$toxi_url" inspect s3 >/dev/null 2>&1 ||
-    ! curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$toxi_port/minio/health/live"; then
-    notok "toxiproxy $TOXIPROXY_VERSION forwards 127.0.0.1:$toxi_port to MinIO at $minio_hostport"
-    tail -5 "$STACK_DIR/toxiproxy.log" | sed 's/^/# /'
+if ! read -r toxi_url toxi_port < <(bash "$ROOT/test/stack/toxiproxy.sh" "$seed"); then
+    notok "toxiproxy $TOXIPROXY_VERSION forwards a port to MinIO at $S3_ENDPOINT"
     exit 1
 fi
 ok "toxiproxy $TOXIPROXY_VERSION (pid $(cat "$STACK_DIR/toxiproxy.pid")) forwards 127.0.0.1:$toxi_port to MinIO"
