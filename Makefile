@@ -65,7 +65,7 @@ test: deps
 	$(MAKE) --no-print-directory build-tests
 	bash test/run.sh
 
-build-tests: $(BUILD)/imgsink $(TESTS) $(ASAN_TESTS) $(BUILD)/mock/mock_worker plugins
+build-tests: $(BUILD)/imgsink $(TESTS) $(ASAN_TESTS) $(BUILD)/mock/mock_worker plugins test-plugins
 
 # In-process worker against librdkafka's mock cluster (run by test/e2e/t35).
 $(BUILD)/mock/mock_worker: test/mock/mock_worker.c $(LIB_OBJ)
@@ -79,7 +79,7 @@ test-unit: $(TESTS)
 test-asan: $(ASAN_TESTS)
 	bash test/run.sh asan
 
-test-e2e: $(BUILD)/imgsink
+test-e2e: $(BUILD)/imgsink test-plugins
 	bash test/run.sh e2e
 
 demo: deps
@@ -98,9 +98,9 @@ help-config: $(BUILD)/imgsink
 	$(BUILD)/imgsink help config
 
 format:
-	clang-format -i connector/*.[ch] processors/*.[ch] test/unit/*.c
+	clang-format -i connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c
 format-check:
-	clang-format --dry-run -Werror connector/*.[ch] processors/*.[ch] test/unit/*.c
+	clang-format --dry-run -Werror connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c
 
 clean:
 	rm -rf $(BUILD)
@@ -109,14 +109,25 @@ clean:
 # processors/plugins/, built against libvips only.
 PLUGINS = $(patsubst processors/plugins/%/,$(BUILD)/plugins/%.so,$(wildcard processors/plugins/*/))
 
-.PHONY: plugins fuzz fuzz-build
+# Plugins used only by the tests (test/plugins/NAME.c), never shipped.
+TEST_PLUGINS = $(patsubst test/plugins/%.c,$(BUILD)/test/plugins/%.so,$(wildcard test/plugins/*.c))
+
+.PHONY: plugins test-plugins fuzz fuzz-build
 plugins: $(PLUGINS)
+test-plugins: $(TEST_PLUGINS)
+
+PLUGIN_LD = $(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors \
+	$(shell pkg-config --cflags vips) -o $@ $(filter %.c,$^) $(shell pkg-config --libs vips)
 
 $(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors \
-		$(shell pkg-config --cflags vips) -o $@ $(filter %.c,$^) $(shell pkg-config --libs vips)
+	@$(PLUGIN_LD)
+
+$(BUILD)/test/plugins/%.so: test/plugins/%.c processors/plugin.h processors/processor.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(PLUGIN_LD)
 
 # libFuzzer targets (test/fuzz/fuzz_*.c) with clang, ASan and UBSan.
 # `make fuzz` runs each for FUZZ_SECONDS (default 60) from a seed corpus;

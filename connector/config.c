@@ -94,11 +94,28 @@ static const is_ckey_t keys[] = {
      INT64_C(1) << 40, NULL, 0,
      "Memory budget in decoded pixels (width x height from the header) across running jobs; "
      "a job waits before decoding when over it, and the partitions are paused."},
+    {"worker.stuck.timeout.ms", T_INT, O(worker_stuck_timeout_ms), "120000", 0, 3600000, NULL, 0,
+     "Watchdog: a job making no progress for this long (one PUT, claim-check GET or pipeline "
+     "run; a DLQ produce gets 30 s more) is stuck. It is logged and counted, and an S3 request "
+     "is interrupted and retried. A thread still stuck after as long again is left behind: its "
+     "record goes to a new job thread, to be processed again (a transient failure, never the "
+     "DLQ). Must exceed limits.timeout.ms; 0 turns the watchdog off."},
+    {"worker.stuck.max.threads", T_INT, O(worker_stuck_max_threads), "0", 0, 256, NULL, 0,
+     "Stuck job threads left behind before the worker gives up: it then stops, commits what is "
+     "done and exits non-zero so the orchestrator restarts it; the stuck records stay "
+     "uncommitted. 0 means worker.threads."},
     {"retry.backoff.initial.ms", T_INT, O(retry_backoff_initial_ms), "200", 1, 600000, NULL, 0,
      "First retry delay for transient errors (store down, throttling)."},
     {"retry.backoff.max.ms", T_INT, O(retry_backoff_max_ms), "30000", 1, 3600000, NULL, 0,
      "Cap of the exponential backoff (full jitter). Transient errors retry forever without "
      "advancing the offset."},
+    {"retry.budget.percent", T_INT, O(retry_budget_percent), "20", 0, 10000, NULL, 0,
+     "Retry budget, shared by the worker's job threads: retries allowed per 100 first attempts "
+     "(PUTs, GETs, pipeline runs, DLQ produces), on top of retry.budget.min.per.second. A "
+     "retry over budget waits for it; it is never given up."},
+    {"retry.budget.min.per.second", T_INT, O(retry_budget_min_per_second), "10", 1, 100000, NULL, 0,
+     "Retries per second the budget always allows, so retries go on while nothing succeeds; "
+     "up to ten seconds of it may be saved for a burst."},
     {"shutdown.timeout.ms", T_INT, O(shutdown_timeout_ms), "30000", 0, 3600000, NULL, 0,
      "On SIGTERM/SIGINT: time allowed to finish the records in flight and commit; what is not "
      "finished by then stays uncommitted and is processed again later."},
@@ -568,6 +585,14 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size,
                  "s3.access.key: required, but not set (or set IMGSINK_S3_ACCESS_KEY and "
                  "IMGSINK_S3_SECRET_KEY)");
+        return -1;
+    }
+    if (cfg->worker_stuck_timeout_ms && cfg->worker_stuck_timeout_ms <= cfg->limits_timeout_ms) {
+        snprintf(errstr, errstr_size,
+                 "worker.stuck.timeout.ms=%lld: expected 0 (off) or more than limits.timeout.ms "
+                 "(%lld), or a slow image would count as stuck and be retried instead of "
+                 "stopped",
+                 (long long)cfg->worker_stuck_timeout_ms, (long long)cfg->limits_timeout_ms);
         return -1;
     }
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {

@@ -70,6 +70,8 @@ typedef struct is_config {
     /* delivery */
     int64_t worker_threads, worker_max_inflight, worker_max_inflight_pixels;
     int64_t retry_backoff_initial_ms, retry_backoff_max_ms;
+    int64_t retry_budget_percent, retry_budget_min_per_second;
+    int64_t worker_stuck_timeout_ms, worker_stuck_max_threads;
     int64_t shutdown_timeout_ms, rebalance_drain_timeout_ms;
     /* logging */
     char *log_level;

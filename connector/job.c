@@ -8,6 +8,15 @@
  * worker is shutting down past its deadline or the record's partition was
  * revoked past the drain deadline (slot->cancel). A record given up is never
  * marked done, so its offset is never stored: it will be processed again.
+ *
+ * All retries of a worker also share one budget (retry_budget.h): after its
+ * backoff a retry takes a token, or waits for one.
+ *
+ * The watchdog (watchdog.c) reads the slot's beat, which every attempt and
+ * every wait refreshes, and may set slot->interrupt (aborts an S3 request:
+ * a transient failure, retried) or slot->orphaned (the thread was left
+ * behind and its job handed to another thread: this thread must not finish
+ * the record, and exits when it comes back).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,21 +46,87 @@ typedef struct jctx {
     unsigned int seed; /* rand_r state for jitter */
 } jctx_t;
 
-static double now_s(void)
+/* The slot of the job thread running this code (NULL elsewhere), for the
+ * pixel budget hooks the pipeline calls. */
+static _Thread_local is_slot_t *cur_slot;
+
+double is_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+int64_t is_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int giving_up(jctx_t *j)
 {
-    return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel);
+    return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel) ||
+           atomic_load(&j->slot->orphaned);
+}
+
+static void beat(is_slot_t *slot, is_phase_t phase)
+{
+    atomic_store(&slot->phase, (int)phase);
+    atomic_store(&slot->beat_ms, is_now_ms());
+}
+
+/* Every attempt of an operation starts here: a fresh beat for the watchdog,
+ * no interrupt pending, and a first attempt earns the retry budget its
+ * share. Non-zero: give up instead (shutdown, revoke, left behind). */
+static int attempt_begin(jctx_t *j, is_phase_t phase, int attempt)
+{
+    if (giving_up(j))
+        return -1;
+    atomic_store(&j->slot->interrupt, 0);
+    beat(j->slot, phase);
+    if (attempt == 0)
+        is_retry_budget_deposit(&j->w->budget, is_now_s());
+    return 0;
+}
+
+/* Sleeps one 20 ms slice of a wait that is not a stall. */
+static void wait_slice(jctx_t *j)
+{
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    beat(j->slot, IS_PHASE_BACKOFF);
+}
+
+/* Waits for a token of the retry budget. 0 got one, -1 give up. */
+static int budget_wait(jctx_t *j)
+{
+    static atomic_llong last_log_ms;
+    int waited = 0;
+
+    while (!is_retry_budget_take(&j->w->budget, is_now_s())) {
+        if (giving_up(j))
+            return -1;
+        if (!waited++) {
+            is_metrics_inc(IS_M_RETRY_BUDGET_WAITS);
+            int64_t now = is_now_ms(), last = atomic_load(&last_log_ms);
+            if (now - last >= 10000 && atomic_compare_exchange_strong(&last_log_ms, &last, now))
+                IS_WARN("job",
+                        json_pack("{s:I, s:I}", "retry.budget.percent",
+                                  (json_int_t)j->w->cfg->retry_budget_percent,
+                                  "retry.budget.min.per.second",
+                                  (json_int_t)j->w->cfg->retry_budget_min_per_second),
+                        "retry budget spent: retries wait for it (logged at most every 10 s)");
+        }
+        wait_slice(j);
+    }
+    return 0;
 }
 
 /* Capped exponential backoff with full jitter, in 20 ms slices so a
- * shutdown or revoke is noticed. what is the retries counter of the class
- * retried (store, claim-check, pipeline, dlq). Returns -1 to give up. */
+ * shutdown or revoke is noticed, then a token of the retry budget. what is
+ * the retries counter of the class retried (store, claim-check, pipeline,
+ * dlq). Returns -1 to give up. */
 static int backoff(jctx_t *j, int attempt, is_metrics_counter_t what)
 {
     const is_config_t *cfg = j->w->cfg;
@@ -59,17 +134,21 @@ static int backoff(jctx_t *j, int attempt, is_metrics_counter_t what)
     double exp =
         (double)cfg->retry_backoff_initial_ms * (double)(1u << (attempt < 20 ? attempt : 20));
     double ms = (exp < cap ? exp : cap) * ((double)rand_r(&j->seed) / RAND_MAX);
-    double until = now_s() + ms / 1e3;
+    double until = is_now_s() + ms / 1e3;
 
-    atomic_fetch_add(&j->w->n_retries, 1);
-    is_metrics_inc(what);
-    while (now_s() < until) {
+    beat(j->slot, IS_PHASE_BACKOFF);
+    while (is_now_s() < until) {
         if (giving_up(j))
             return -1;
-        struct timespec ts = {0, 20 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        wait_slice(j);
     }
-    return giving_up(j) ? -1 : 0;
+    if (budget_wait(j))
+        return -1;
+    /* Counted when it happens, so the counter shows what the budget let
+     * through. */
+    atomic_fetch_add(&j->w->n_retries, 1);
+    is_metrics_inc(what);
+    return 0;
 }
 
 /* PUTs one object, retrying transient failures. 0 written, 1 permanent
@@ -78,10 +157,12 @@ static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, c
                      const char *tagging, char *errstr, size_t errstr_size)
 {
     for (int attempt = 0;; attempt++) {
-        double t0 = now_s();
+        if (attempt_begin(j, IS_PHASE_PUT, attempt))
+            return -1;
+        double t0 = is_now_s();
         is_s3_result_t r = is_s3_put(j->s3, key, body, len, ctype, tagging,
                                      j->w->cfg->s3_if_none_match, errstr, errstr_size);
-        is_metrics_observe(IS_M_PUT_SECONDS, now_s() - t0);
+        is_metrics_observe(IS_M_PUT_SECONDS, is_now_s() - t0);
         atomic_fetch_add(&j->w->n_puts, 1);
         if (r == IS_S3_OK) {
             is_metrics_inc(IS_M_PUT_OK);
@@ -113,6 +194,8 @@ static int get_retry(jctx_t *j, const is_objref_t *ref, void **body, size_t *len
                      size_t errstr_size)
 {
     for (int attempt = 0;; attempt++) {
+        if (attempt_begin(j, IS_PHASE_GET, attempt))
+            return -1;
         is_s3_result_t r =
             is_s3_get(j->s3, ref->bucket, ref->key, (size_t)j->w->cfg->limits_max_input_bytes, body,
                       len, errstr, errstr_size);
@@ -212,6 +295,10 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
         img_len = rec->payload_len;
     }
     for (int attempt = 0;; attempt++) {
+        if (attempt_begin(j, IS_PHASE_PIPELINE, attempt)) {
+            out = REC_ABANDONED;
+            goto done;
+        }
         pr = is_pipeline_run_attempt(&w->pconf, img, img_len, attempt, &res, reason, reason_size);
         if (pr != IS_PROC_RETRY)
             break;
@@ -251,9 +338,11 @@ static void run_job(jctx_t *j, is_job_t *job)
     rd_kafka_message_t *rkm = job->rkm;
     const char *klass = "unknown";
     char reason[1024] = "";
-    double t0 = now_s();
+    double t0 = is_now_s();
 
     rec_outcome_t out = process(j, rkm, &klass, reason, sizeof(reason));
+    if (atomic_load(&j->slot->orphaned))
+        return; /* handed to another thread, which finishes the record */
     if (out == REC_DLQ) {
         json_t *f = where(rkm);
         json_object_set_new(f, "class", json_string(klass));
@@ -261,6 +350,10 @@ static void run_job(jctx_t *j, is_job_t *job)
         /* A DLQ produce that fails is retried, never skipped. */
         for (int attempt = 0;; attempt++) {
             char why[512];
+            if (attempt_begin(j, IS_PHASE_DLQ, attempt)) {
+                out = REC_ABANDONED;
+                break;
+            }
             if (!is_dlq_send(w->dlq, rkm, klass, reason, why, sizeof(why))) {
                 atomic_fetch_add(&w->n_dlq, 1);
                 is_metrics_inc(IS_M_DLQ);
@@ -278,6 +371,8 @@ static void run_job(jctx_t *j, is_job_t *job)
         atomic_fetch_add(&w->n_written, 1);
         is_metrics_inc(IS_M_WRITTEN);
     }
+    if (atomic_load(&j->slot->orphaned))
+        return;
     if (out == REC_ABANDONED) {
         atomic_fetch_add(&w->n_abandoned, 1);
         is_metrics_inc(IS_M_ABANDONED);
@@ -286,7 +381,7 @@ static void run_job(jctx_t *j, is_job_t *job)
                 "will be processed again");
         return;
     }
-    is_metrics_observe(IS_M_PROCESSING_SECONDS, now_s() - t0);
+    is_metrics_observe(IS_M_PROCESSING_SECONDS, is_now_s() - t0);
     is_offsets_done(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, job->gen,
                     rkm->offset);
 }
@@ -311,6 +406,8 @@ void *is_job_thread(void *arg)
         atomic_store(&w->fatal, 1);
         return NULL;
     }
+    is_s3_set_interrupt(j.s3, &j.slot->interrupt);
+    cur_slot = j.slot;
 
     pthread_mutex_lock(&w->lock);
     for (;;) {
@@ -324,23 +421,62 @@ void *is_job_thread(void *arg)
             w->qtail = NULL;
         snprintf(j.slot->topic, sizeof(j.slot->topic), "%s", rd_kafka_topic_name(job->rkm->rkt));
         j.slot->partition = job->rkm->partition;
+        j.slot->offset = job->rkm->offset;
+        j.slot->job = job;
         atomic_store(&j.slot->cancel, 0);
+        beat(j.slot, IS_PHASE_PIPELINE);
         pthread_mutex_unlock(&w->lock);
 
         run_job(&j, job);
-        rd_kafka_message_destroy(job->rkm);
-        free(job);
 
         pthread_mutex_lock(&w->lock);
+        is_job_unref(job);
+        if (atomic_load(&j.slot->orphaned))
+            break; /* left behind: the job and its in-flight count moved on */
         j.slot->partition = -1;
+        j.slot->job = NULL;
+        atomic_store(&j.slot->phase, IS_PHASE_IDLE);
         w->inflight--;
         pthread_cond_broadcast(&w->cond_idle);
     }
+    int orphaned = atomic_load(&j.slot->orphaned);
     pthread_mutex_unlock(&w->lock);
     is_s3_destroy(j.s3);
     /* libvips keeps per-thread buffers until told the thread is done. */
     vips_thread_shutdown();
+    if (orphaned) {
+        IS_WARN("watchdog", json_pack("{s:i}", "thread", a->index),
+                "a job thread left behind came back and exits; its record had been handed over");
+        /* Last, so the worker may end once no thread left behind runs. */
+        pthread_mutex_lock(&w->lock);
+        w->nstuck--;
+        is_metrics_set(IS_M_STUCK_THREADS, w->nstuck);
+        pthread_mutex_unlock(&w->lock);
+    }
     return NULL;
+}
+
+void is_job_unref(is_job_t *job)
+{
+    if (--job->refs > 0)
+        return;
+    rd_kafka_message_destroy(job->rkm);
+    free(job);
+}
+
+int is_job_thread_start(is_worker_t *w)
+{
+    int i = w->nthreads;
+    if (i >= w->maxthreads)
+        return -1;
+    is_slot_t *s = &w->slots[i];
+    s->partition = -1;
+    atomic_store(&s->beat_ms, is_now_ms());
+    w->args[i] = (is_job_arg_t){w, i};
+    if (pthread_create(&w->threads[i], NULL, is_job_thread, &w->args[i]))
+        return -1;
+    w->nthreads++;
+    return 0;
 }
 
 int is_job_reserve_pixels(void *ctx, int64_t pixels)
@@ -356,6 +492,8 @@ int is_job_reserve_pixels(void *ctx, int64_t pixels)
             break;
         }
         w->pixel_waiters++;
+        if (cur_slot) /* waiting for budget is not a stall */
+            atomic_store(&cur_slot->beat_ms, is_now_ms());
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000 * 1000;
@@ -366,8 +504,11 @@ int is_job_reserve_pixels(void *ctx, int64_t pixels)
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
         w->pixel_waiters--;
     }
-    if (!rc)
+    if (!rc) {
         w->pixels += pixels;
+        if (cur_slot)
+            cur_slot->pixels += pixels;
+    }
     pthread_mutex_unlock(&w->lock);
     return rc;
 }
@@ -376,7 +517,11 @@ void is_job_release_pixels(void *ctx, int64_t pixels)
 {
     is_worker_t *w = ctx;
     pthread_mutex_lock(&w->lock);
-    w->pixels -= pixels;
+    /* A thread left behind had its budget returned when it was handed over. */
+    if (!cur_slot || !atomic_load(&cur_slot->orphaned))
+        w->pixels -= pixels;
+    if (cur_slot)
+        cur_slot->pixels -= pixels;
     pthread_cond_broadcast(&w->cond_idle);
     pthread_mutex_unlock(&w->lock);
 }

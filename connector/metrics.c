@@ -19,9 +19,14 @@ typedef struct series {
 
 #define RECORDS_HELP "Records finished by outcome: written (every object durable), dlq, abandoned."
 #define DLQ_HELP     "Records produced to the DLQ, by error class."
-#define RETRY_HELP   "Retries of transient failures (each backoff), by what was retried."
-#define PUT_HELP     "PUT attempts by result (exists: 412 with s3.if.none.match)."
-#define REBAL_HELP   "Rebalance callbacks: partitions assigned, revoked, or lost."
+#define RETRY_HELP                                                                                 \
+    "Retries of transient failures, counted when made (after the backoff and the retry budget), "  \
+    "by what was retried."
+#define STUCK_HELP                                                                                 \
+    "Jobs the watchdog found without progress for worker.stuck.timeout.ms: interrupted (and "      \
+    "retried), or handed over to a new job thread when their thread stayed stuck."
+#define PUT_HELP   "PUT attempts by result (exists: 412 with s3.if.none.match)."
+#define REBAL_HELP "Rebalance callbacks: partitions assigned, revoked, or lost."
 
 static const series_t counters[IS_M_NCOUNTERS] = {
     [IS_M_RECORDS_CONSUMED] = {"imgsink_records_consumed_total", NULL,
@@ -41,6 +46,11 @@ static const series_t counters[IS_M_NCOUNTERS] = {
     [IS_M_RETRY_CLAIM_CHECK] = {"imgsink_retries_total", "class=\"claim-check\"", RETRY_HELP},
     [IS_M_RETRY_PIPELINE] = {"imgsink_retries_total", "class=\"pipeline\"", RETRY_HELP},
     [IS_M_RETRY_DLQ] = {"imgsink_retries_total", "class=\"dlq\"", RETRY_HELP},
+    [IS_M_RETRY_BUDGET_WAITS] = {"imgsink_retry_budget_waits_total", NULL,
+                                 "Retries that had to wait for the retry budget "
+                                 "(retry.budget.*) after their backoff."},
+    [IS_M_STUCK_INTERRUPTED] = {"imgsink_stuck_jobs_total", "action=\"interrupted\"", STUCK_HELP},
+    [IS_M_STUCK_HANDED_OVER] = {"imgsink_stuck_jobs_total", "action=\"handed_over\"", STUCK_HELP},
     [IS_M_PUT_OK] = {"imgsink_puts_total", "result=\"ok\"", PUT_HELP},
     [IS_M_PUT_EXISTS] = {"imgsink_puts_total", "result=\"exists\"", PUT_HELP},
     [IS_M_PUT_TRANSIENT] = {"imgsink_puts_total", "result=\"transient\"", PUT_HELP},
@@ -63,6 +73,11 @@ static const series_t gauges[IS_M_NGAUGES] = {
                                   "Partitions assigned to this member."},
     [IS_M_BROKERS_UP] = {"imgsink_kafka_brokers_up", NULL,
                          "Kafka brokers with an open connection (librdkafka statistics)."},
+    [IS_M_STUCK_THREADS] = {"imgsink_stuck_job_threads", NULL,
+                            "Job threads left behind by the watchdog and still stuck "
+                            "(limit: worker.stuck.max.threads)."},
+    [IS_M_RETRY_BUDGET_TOKENS] = {"imgsink_retry_budget_tokens", NULL,
+                                  "Retries the retry budget allows right now."},
 };
 
 /* Upper bounds in seconds; the +Inf bucket is implicit. */

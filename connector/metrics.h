@@ -37,6 +37,9 @@ typedef enum {
     IS_M_RETRY_CLAIM_CHECK,
     IS_M_RETRY_PIPELINE,
     IS_M_RETRY_DLQ,
+    IS_M_RETRY_BUDGET_WAITS, /* imgsink_retry_budget_waits_total */
+    IS_M_STUCK_INTERRUPTED,  /* imgsink_stuck_jobs_total{action} */
+    IS_M_STUCK_HANDED_OVER,
     IS_M_PUT_OK, /* imgsink_puts_total{result}: every PUT attempt */
     IS_M_PUT_EXISTS,
     IS_M_PUT_TRANSIENT,
@@ -53,7 +56,9 @@ typedef enum {
     IS_M_INFLIGHT_PIXELS,   /* reserved by running pipelines */
     IS_M_PAUSED_PARTITIONS, /* paused for backpressure */
     IS_M_ASSIGNED_PARTITIONS,
-    IS_M_BROKERS_UP, /* from librdkafka's statistics */
+    IS_M_BROKERS_UP,          /* from librdkafka's statistics */
+    IS_M_STUCK_THREADS,       /* job threads left behind by the watchdog */
+    IS_M_RETRY_BUDGET_TOKENS, /* retries the budget allows right now */
     IS_M_NGAUGES
 } is_metrics_gauge_t;
 

@@ -55,7 +55,8 @@ struct is_s3 {
     char *sse, *sse_kms_key_id;                    /* NULL if none */
     int path_style;
     long connect_timeout_ms, timeout_ms;
-    long last_status; /* HTTP status of the last request, 0 if none came */
+    long last_status;      /* HTTP status of the last request, 0 if none came */
+    atomic_int *interrupt; /* set by another thread: abort the request, or NULL */
     char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -441,6 +442,19 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
  * body (GET). extra headers are signed and sent after the standard ones.
  * On OK resp holds the 2xx body. "what" names the target in errstr.
  */
+static int interrupt_cb(void *p, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                        curl_off_t ulnow)
+{
+    is_s3_t *s3 = p;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    return atomic_load(s3->interrupt) ? 1 : 0; /* non-zero aborts the transfer */
+}
+
+void is_s3_set_interrupt(is_s3_t *s3, atomic_int *flag)
+{
+    s3->interrupt = flag;
+}
+
 static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bucket,
                                  const char *key, const char *query, const char *payload_hash,
                                  const is_sigv4_header_t *extra, size_t extra_cnt, const void *body,
@@ -553,6 +567,13 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     }
 
+    if (s3->interrupt) {
+        /* Called at least once a second, also while nothing moves. */
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, interrupt_cb);
+        curl_easy_setopt(c, CURLOPT_XFERINFODATA, s3);
+    }
+
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     s3->last_status = rc == CURLE_OK ? status : 0;
@@ -563,6 +584,14 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     if (resp->too_big && status >= 200 && status < 300) {
         snprintf(errstr, errstr_size, "object larger than %zu bytes (%s)", limit_ok, what);
         ret = IS_S3_PERMANENT;
+        goto done;
+    }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(errstr, errstr_size,
+                 "request interrupted: no progress for "
+                 "worker.stuck.timeout.ms (%s)",
+                 what);
+        ret = IS_S3_TRANSIENT;
         goto done;
     }
     if (rc != CURLE_OK && !resp->too_big) {

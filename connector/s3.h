@@ -17,6 +17,7 @@
 #ifndef IS_S3_H
 #define IS_S3_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct is_s3 is_s3_t; /* one per thread: wraps one CURL easy handle (keeps
@@ -70,6 +71,11 @@ is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_
 
 /* HTTP status of this client's last request (0: none, or no response). */
 long is_s3_last_status(const is_s3_t *s3);
+
+/* Requests of this client are aborted (IS_S3_TRANSIENT, "request
+ * interrupted") while *flag is non-zero; another thread sets it (the job
+ * watchdog). NULL turns it off. The flag must outlive the client. */
+void is_s3_set_interrupt(is_s3_t *s3, atomic_int *flag);
 
 /* The classification rule, pure so it is unit-tested. http_status is 0 when
  * no response arrived; s3_code is the <Code> of the error document, or NULL;

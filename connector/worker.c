@@ -23,13 +23,6 @@
 #include "stats.h"
 #include "worker_int.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static size_t max_inflight(const is_worker_t *w)
 {
     /* Generous by default: each pause costs about a second of idle time,
@@ -84,8 +77,7 @@ static size_t drop_queued(is_worker_t *w, const rd_kafka_topic_partition_list_t 
         is_job_t *job = *pp;
         if (in_list(parts, rd_kafka_topic_name(job->rkm->rkt), job->rkm->partition)) {
             *pp = job->next;
-            rd_kafka_message_destroy(job->rkm);
-            free(job);
+            is_job_unref(job);
             w->inflight--;
             dropped++;
             continue;
@@ -114,13 +106,13 @@ static int running_in(is_worker_t *w, const rd_kafka_topic_partition_list_t *par
  * uncommitted for the next owner. Poll thread. */
 static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts)
 {
-    double deadline = now_s() + w->cfg->rebalance_drain_timeout_ms / 1e3;
+    double deadline = is_now_s() + w->cfg->rebalance_drain_timeout_ms / 1e3;
     size_t dropped;
     int running;
 
     pthread_mutex_lock(&w->lock);
     dropped = drop_queued(w, parts);
-    while ((running = running_in(w, parts)) > 0 && now_s() < deadline &&
+    while ((running = running_in(w, parts)) > 0 && is_now_s() < deadline &&
            !atomic_load(&w->abandon)) {
         is_health_beat(); /* waiting on the jobs is not a stall */
         struct timespec ts;
@@ -270,6 +262,8 @@ static void backpressure(is_worker_t *w)
     is_metrics_set(IS_M_INFLIGHT_RECORDS, (int64_t)inflight);
     is_metrics_set(IS_M_INFLIGHT_PIXELS, pixels);
     is_metrics_set(IS_M_PAUSED_PARTITIONS, w->paused ? w->paused->cnt : 0);
+    is_metrics_set(IS_M_RETRY_BUDGET_TOKENS,
+                   (int64_t)is_retry_budget_tokens(&w->budget, is_now_s()));
 
     if (!w->paused && (inflight >= max_inflight(w) || waiters > 0)) {
         rd_kafka_topic_partition_list_t *asg = NULL;
@@ -300,6 +294,7 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
     is_job_t *job = calloc(1, sizeof(*job));
     job->rkm = rkm;
     job->gen = gen;
+    job->refs = 1;
     atomic_fetch_add(&w->n_in, 1);
     is_metrics_inc(IS_M_RECORDS_CONSUMED);
     is_metrics_add(IS_M_CONSUMED_BYTES, (int64_t)rkm->len);
@@ -371,7 +366,7 @@ fail:
  * leave. Poll thread. */
 static void drain_all(is_worker_t *w)
 {
-    double deadline = now_s() + w->cfg->shutdown_timeout_ms / 1e3;
+    double deadline = is_now_s() + w->cfg->shutdown_timeout_ms / 1e3;
 
     pthread_mutex_lock(&w->lock);
     IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)w->inflight),
@@ -381,12 +376,13 @@ static void drain_all(is_worker_t *w)
         /* Offsets are stored while draining, so a slow straggler does not
          * hold back the commit of everything else. */
         store_offsets(w);
-        if (now_s() >= deadline) {
+        if (is_now_s() >= deadline) {
             atomic_store(&w->abandon, 1);
             pthread_mutex_lock(&w->lock);
             break;
         }
         is_health_beat();
+        is_watchdog_check(w);
         struct timespec ts = {0, 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         pthread_mutex_lock(&w->lock);
@@ -396,31 +392,70 @@ static void drain_all(is_worker_t *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-static int start_threads(is_worker_t *w, is_job_arg_t *args, char *errstr, size_t errstr_size)
+static int start_threads(is_worker_t *w, int n, char *errstr, size_t errstr_size)
 {
-    for (int i = 0; i < w->nthreads; i++) {
-        w->slots[i].partition = -1;
-        args[i] = (is_job_arg_t){w, i};
-        if (pthread_create(&w->threads[i], NULL, is_job_thread, &args[i])) {
+    w->threads = calloc((size_t)w->maxthreads, sizeof(*w->threads));
+    w->slots = calloc((size_t)w->maxthreads, sizeof(*w->slots));
+    w->args = calloc((size_t)w->maxthreads, sizeof(*w->args));
+    if (!w->threads || !w->slots || !w->args) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (is_job_thread_start(w)) {
             snprintf(errstr, errstr_size, "cannot start job thread %d", i);
-            w->nthreads = i;
             return -1;
         }
-    }
     return 0;
+}
+
+/* Joins the job threads, waiting at most until grace_s past now for each
+ * straggler. Threads left behind by the watchdog were detached. Returns
+ * how many threads are still running (stuck, never joined). */
+static int join_threads(is_worker_t *w, double grace_s)
+{
+    double until = is_now_s() + grace_s;
+    int running = 0;
+
+    for (int i = 0; i < w->nthreads; i++) {
+        if (atomic_load(&w->slots[i].orphaned))
+            continue;
+        double left = until - is_now_s();
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t)(left > 0 ? left : 0);
+        if (pthread_timedjoin_np(w->threads[i], NULL, &ts)) {
+            pthread_mutex_lock(&w->lock);
+            IS_ERR("worker",
+                   json_pack("{s:i, s:s, s:i}", "thread", i, "topic", w->slots[i].topic,
+                             "partition", (int)w->slots[i].partition),
+                   "job thread did not stop; exiting without it (its record stays uncommitted)");
+            pthread_mutex_unlock(&w->lock);
+            running++;
+        }
+    }
+    pthread_mutex_lock(&w->lock);
+    running += w->nstuck;
+    pthread_mutex_unlock(&w->lock);
+    w->nthreads = 0;
+    return running;
 }
 
 int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic_t *stop,
                   char *errstr, size_t errstr_size)
 {
     is_worker_t w = {.cfg = cfg, .stop = stop};
-    is_job_arg_t *args = NULL;
     is_s3_t *probe = NULL;
     is_http_t *http = NULL;
-    int rc = -1, nthreads;
+    int rc = -1, nthreads, stuck = 0;
+    double last_watch = 0;
 
     nthreads = cfg->worker_threads ? (int)cfg->worker_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     nthreads = nthreads < 1 ? 1 : nthreads;
+    w.maxthreads =
+        nthreads + (cfg->worker_stuck_max_threads ? (int)cfg->worker_stuck_max_threads : nthreads);
+    is_retry_budget_init(&w.budget, cfg->retry_budget_percent, cfg->retry_budget_min_per_second,
+                         is_now_s());
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond_job, NULL);
     pthread_cond_init(&w.cond_idle, NULL);
@@ -453,11 +488,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         IS_INFO("http", json_pack("{s:s}", "address", is_http_address(http)),
                 "serving /metrics, /healthz and /readyz");
     }
-    w.threads = calloc((size_t)nthreads, sizeof(*w.threads));
-    w.slots = calloc((size_t)nthreads, sizeof(*w.slots));
-    args = calloc((size_t)nthreads, sizeof(*args));
-    w.nthreads = nthreads;
-    if (start_threads(&w, args, errstr, errstr_size))
+    if (start_threads(&w, nthreads, errstr, errstr_size))
         goto done;
     if (!(w.rk = consumer_new(&w, errstr, errstr_size)))
         goto done;
@@ -469,8 +500,12 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                       "max_inflight", (json_int_t)max_inflight(&w)),
             "imgsink %s started", IS_VERSION);
 
-    while (!*stop && !atomic_load(&w.fatal)) {
+    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit)) {
         is_health_beat();
+        if (is_now_s() - last_watch >= 1.0) {
+            is_watchdog_check(&w);
+            last_watch = is_now_s();
+        }
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 100);
         if (rkm && rkm->err) {
             if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -486,9 +521,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
 
     is_health_stopping();
     drain_all(&w);
-    for (int i = 0; i < w.nthreads; i++)
-        pthread_join(w.threads[i], NULL);
-    w.nthreads = 0;
+    stuck = join_threads(&w, 5.0);
     store_offsets(&w);
     IS_INFO("worker", NULL, "committing stored offsets and leaving the group");
     rd_kafka_resp_err_t err = rd_kafka_commit(w.rk, NULL, 0);
@@ -501,6 +534,14 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                  "this member");
         goto done;
     }
+    if (atomic_load(&w.stuck_exit)) {
+        snprintf(errstr, errstr_size,
+                 "job threads stuck past worker.stuck.timeout.ms, and worker.stuck.max.threads "
+                 "(%d) were left behind already (see the watchdog log above); exiting so the "
+                 "orchestrator restarts this member; the stuck records stay uncommitted",
+                 w.maxthreads - nthreads);
+        goto done;
+    }
     rc = 0;
 done:
     if (w.nthreads) { /* start-up failed after threads started */
@@ -508,19 +549,32 @@ done:
         w.quit = 1;
         pthread_cond_broadcast(&w.cond_job);
         pthread_mutex_unlock(&w.lock);
-        for (int i = 0; i < w.nthreads; i++)
-            pthread_join(w.threads[i], NULL);
+        stuck = join_threads(&w, 5.0);
     }
     IS_INFO("worker",
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records_in",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "records_in",
                       (json_int_t)atomic_load(&w.n_in), "records_written",
                       (json_int_t)atomic_load(&w.n_written), "records_dlq",
                       (json_int_t)atomic_load(&w.n_dlq), "records_abandoned",
                       (json_int_t)atomic_load(&w.n_abandoned), "puts",
                       (json_int_t)atomic_load(&w.n_puts), "retries",
                       (json_int_t)atomic_load(&w.n_retries), "rebalances",
-                      (json_int_t)atomic_load(&w.n_rebalances)),
+                      (json_int_t)atomic_load(&w.n_rebalances), "stuck_threads_left_behind",
+                      (json_int_t)atomic_load(&w.n_stuck)),
             "worker totals");
+    if (stuck > 0) {
+        /* Offsets are committed and the group left; every DLQ produce of
+         * the other threads was acknowledged (is_dlq_send waits). The rest
+         * cannot be freed under the stuck threads: rd_kafka_destroy would
+         * wait forever for the message a stuck job holds, and libvips and
+         * the worker's state are theirs. End the process here. */
+        IS_ERR("worker", json_pack("{s:i}", "stuck_threads", stuck),
+               "job threads still stuck; ending the process without them");
+        if (rc)
+            IS_ERR("main", NULL, "%s", errstr);
+        fflush(NULL);
+        _exit(rc ? 1 : 0);
+    }
     if (w.rk)
         rd_kafka_destroy(w.rk);
     is_http_destroy(http); /* last: it answers "stopping" until the group was left */
@@ -531,7 +585,8 @@ done:
     is_s3_destroy(probe);
     free(w.threads);
     free(w.slots);
-    free(args);
+    free(w.args);
+    is_retry_budget_destroy(&w.budget);
     is_pipeline_global_term();
     pthread_cond_destroy(&w.cond_job);
     pthread_cond_destroy(&w.cond_idle);

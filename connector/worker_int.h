@@ -28,19 +28,45 @@
 #include "envelope.h"
 #include "offsets.h"
 #include "pipeline.h"
+#include "retry_budget.h"
 #include "s3.h"
 
 typedef struct is_job {
     rd_kafka_message_t *rkm; /* owned by the job */
     uint64_t gen;            /* the partition's generation at dispatch */
+    int refs; /* under w->lock: 2 while a stuck thread and its replacement share it */
     struct is_job *next;
 } is_job_t;
 
-/* What one job thread is doing, for revoke waits and cancellation. */
+/* What a job is doing, for the watchdog's log line. */
+typedef enum {
+    IS_PHASE_IDLE,
+    IS_PHASE_PIPELINE,
+    IS_PHASE_GET,
+    IS_PHASE_PUT,
+    IS_PHASE_DLQ,
+    IS_PHASE_BACKOFF,
+} is_phase_t;
+
+/* What one job thread is doing, for revoke waits, cancellation and the
+ * watchdog (watchdog.c). */
 typedef struct is_slot {
     char topic[256];
-    int32_t partition; /* -1 when idle */
+    int32_t partition; /* -1 when idle or left behind */
+    int64_t offset;    /* of the running record */
+    is_job_t *job;     /* the running job, under w->lock */
+    int64_t pixels;    /* pixel budget held by this thread's pipeline, under w->lock */
     atomic_int cancel; /* set by the poll thread: give up retrying */
+    /* Watchdog. beat_ms: CLOCK_MONOTONIC ms of the job's last sign of
+     * progress (an attempt started, a backoff or budget wait went on).
+     * interrupt: abort the current S3 request, which then counts as a
+     * transient failure. orphaned: the thread was left behind, its job
+     * handed to another thread; it must not finish the record. */
+    atomic_llong beat_ms;
+    atomic_int phase; /* is_phase_t */
+    atomic_int interrupt;
+    atomic_int orphaned;
+    int64_t stuck_beat_ms; /* poll thread: the beat the watchdog found stuck, 0 if none */
 } is_slot_t;
 
 typedef struct is_worker {
@@ -60,18 +86,24 @@ typedef struct is_worker {
     int64_t pixels;    /* reserved by running pipelines */
     int pixel_waiters; /* jobs blocked on the pixel budget */
     int quit;          /* job threads exit when the queue is empty */
-    int nthreads;
+    int nthreads;      /* threads started: slots[0..nthreads) are in use */
+    int maxthreads;    /* capacity: the pool plus worker.stuck.max.threads */
+    int nstuck;        /* threads left behind, still stuck */
     pthread_t *threads;
     is_slot_t *slots;
+    struct is_job_arg *args;
+
+    is_retry_budget_t budget;
 
     /* Partitions paused for backpressure (poll thread only), or NULL. */
     rd_kafka_topic_partition_list_t *paused;
 
     atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
     atomic_int fatal;
+    atomic_int stuck_exit; /* too many stuck threads: stop, exit non-zero */
 
     /* counters, logged at exit */
-    atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances;
+    atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances, n_stuck;
 } is_worker_t;
 
 /* Job thread entry point (job.c). arg is the is_slot_t index as intptr_t
@@ -82,6 +114,22 @@ typedef struct is_job_arg {
 } is_job_arg_t;
 
 void *is_job_thread(void *arg);
+
+/* Starts the job thread of slot w->nthreads and counts it. Caller holds
+ * w->lock, or is the only thread (start-up). */
+int is_job_thread_start(is_worker_t *w);
+
+/* Drops a reference to job; the last one frees it. Caller holds w->lock. */
+void is_job_unref(is_job_t *job);
+
+/* The watchdog (watchdog.c), run by the poll thread about once a second:
+ * interrupts jobs without progress for worker.stuck.timeout.ms and hands
+ * over the jobs of threads that stay stuck. */
+void is_watchdog_check(is_worker_t *w);
+
+/* CLOCK_MONOTONIC in seconds and milliseconds. */
+double is_now_s(void);
+int64_t is_now_ms(void);
 
 /* Pixel budget hooks given to the pipeline (job.c). */
 int is_job_reserve_pixels(void *ctx, int64_t pixels);

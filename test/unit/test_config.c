@@ -32,6 +32,8 @@ static void bad_values(void **state)
     expect_error("no.such.key", "1", (const char *[]){"no.such.key", "unknown", NULL});
     expect_error("s3.timeout.ms", "abc", (const char *[]){"s3.timeout.ms=abc", "integer", NULL});
     expect_error("s3.timeout.ms", "10", (const char *[]){"s3.timeout.ms=10", "1000..", NULL});
+    expect_error("retry.budget.min.per.second", "0",
+                 (const char *[]){"retry.budget.min.per.second=0", "1..", NULL});
     expect_error("s3.path.style", "maybe",
                  (const char *[]){"s3.path.style=maybe", "true or false", NULL});
     expect_error("input.format", "json",
@@ -114,6 +116,18 @@ static void env_overrides_and_validation(void **state)
     setenv("IMGSINK_S3_SECRET_KEY", "very-secret-value", 1);
     assert_int_equal(is_config_load_env(cfg, err, sizeof(err)), 0);
     assert_int_equal(is_config_validate(cfg, err, sizeof(err)), 0);
+
+    /* A watchdog shorter than the per-image limit would retry slow images
+     * forever instead of stopping them: refused, naming both keys. */
+    setenv("IMGSINK_WORKER_STUCK_TIMEOUT_MS", "20000", 1);
+    assert_int_equal(is_config_load_env(cfg, err, sizeof(err)), 0);
+    assert_int_equal(is_config_validate(cfg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "worker.stuck.timeout.ms=20000"));
+    assert_non_null(strstr(err, "limits.timeout.ms (30000)"));
+    setenv("IMGSINK_WORKER_STUCK_TIMEOUT_MS", "0", 1);
+    assert_int_equal(is_config_load_env(cfg, err, sizeof(err)), 0);
+    assert_int_equal(is_config_validate(cfg, err, sizeof(err)), 0);
+    unsetenv("IMGSINK_WORKER_STUCK_TIMEOUT_MS");
 
     /* Secrets never appear in the dump. */
     char *buf = NULL;
