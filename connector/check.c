@@ -21,6 +21,7 @@
 #include <libxml/tree.h>
 
 #include "admin.h"
+#include "cli.h"
 #include "s3.h"
 
 #define RETENTION_KEY   "retention"
@@ -334,10 +335,8 @@ int is_check_main(is_config_t *cfg, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "b:h", lopts, NULL)) != -1) {
         switch (c) {
         case 'b':
-            if (is_config_set(cfg, "kafka.bootstrap.servers", optarg, errstr, sizeof(errstr))) {
-                fprintf(stderr, "imgsink check: %s\n", errstr);
+            if (is_cli_brokers(cfg, "check", optarg))
                 return 2;
-            }
             break;
         case 'h':
             usage(stdout);
@@ -347,10 +346,8 @@ int is_check_main(is_config_t *cfg, int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "imgsink check: unexpected argument '%s'\n", argv[optind]);
+    if (is_cli_no_operands("check", argc, argv, optind))
         return 2;
-    }
     bad_config = is_config_validate(cfg, errstr, sizeof(errstr)) != 0;
     if (bad_config)
         report(&run, 0, "config", "%s", errstr);

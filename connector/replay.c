@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "cli.h"
 #include "table.h"
 
 typedef enum { TO_NONE, TO_OFFSET, TO_TIME, TO_EARLIEST, TO_LATEST } target_kind_t;
@@ -186,10 +187,8 @@ static int parse_args(replay_t *r, is_config_t *cfg, int argc, char **argv)
             r->allow_new = 1;
             break;
         case 'b':
-            if (is_config_set(cfg, "kafka.bootstrap.servers", optarg, errstr, sizeof(errstr))) {
-                fprintf(stderr, "imgsink replay: %s\n", errstr);
+            if (is_cli_brokers(cfg, "replay", optarg))
                 return 2;
-            }
             break;
         case 'h':
             usage(stdout);
@@ -199,10 +198,8 @@ static int parse_args(replay_t *r, is_config_t *cfg, int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "imgsink replay: unexpected argument '%s'\n", argv[optind]);
+    if (is_cli_no_operands("replay", argc, argv, optind))
         return 2;
-    }
     if (!r->group || !*r->group || !r->nspecs || ntargets != 1) {
         fprintf(stderr, "imgsink replay: --group, --topic and exactly one of --to-offset, "
                         "--to-time, --to-earliest, --to-latest are required\n\n");

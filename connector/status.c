@@ -22,6 +22,7 @@
 #include <jansson.h>
 
 #include "admin.h"
+#include "cli.h"
 #include "progress.h"
 #include "table.h"
 
@@ -102,7 +103,7 @@ static int parse_args(status_opts_t *o, is_config_t *cfg, int argc, char **argv)
                                           {"brokers", required_argument, 0, 'b'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    char errstr[512], *end;
+    char *end;
     int c;
 
     optind = 1;
@@ -128,10 +129,8 @@ static int parse_args(status_opts_t *o, is_config_t *cfg, int argc, char **argv)
             }
             break;
         case 'b':
-            if (is_config_set(cfg, "kafka.bootstrap.servers", optarg, errstr, sizeof(errstr))) {
-                fprintf(stderr, "imgsink status: %s\n", errstr);
+            if (is_cli_brokers(cfg, "status", optarg))
                 return 2;
-            }
             break;
         case 'h':
             usage(stdout);
@@ -141,10 +140,8 @@ static int parse_args(status_opts_t *o, is_config_t *cfg, int argc, char **argv)
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "imgsink status: unexpected argument '%s'\n", argv[optind]);
+    if (is_cli_no_operands("status", argc, argv, optind))
         return 2;
-    }
     if (!o->group)
         o->group = is_config_kafka_get(cfg, "group.id");
     if (!o->group || !*o->group) {
