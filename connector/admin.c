@@ -357,6 +357,30 @@ static int partition_error(const rd_kafka_topic_partition_list_t *pl, const char
     return 0;
 }
 
+/* The answer of a ListConsumerGroupOffsets or AlterConsumerGroupOffsets
+ * request for one group: its partition list (owned by the event) in *plp.
+ * ask names the request and about its subject in errstr, e.g. "list
+ * committed offsets of" and "committed offsets of". Returns 0, 1 the
+ * coordinator is busy (worth another try), or -1. */
+static int group_result(const rd_kafka_group_result_t **res, size_t cnt, const char *group,
+                        const char *ask, const char *about,
+                        const rd_kafka_topic_partition_list_t **plp, char *errstr,
+                        size_t errstr_size)
+{
+    *plp = NULL;
+    if (cnt != 1) {
+        snprintf(errstr, errstr_size, "%s %s: %zu answers", ask, group, cnt);
+        return -1;
+    }
+    const rd_kafka_error_t *gerr = rd_kafka_group_result_error(res[0]);
+    if (gerr) {
+        snprintf(errstr, errstr_size, "%s group %s: %s", about, group, rd_kafka_error_string(gerr));
+        return coordinator_busy(rd_kafka_error_code(gerr)) ? 1 : -1;
+    }
+    *plp = rd_kafka_group_result_partitions(res[0]);
+    return 0;
+}
+
 static int committed_once(is_admin_t *ad, const char *group,
                           const rd_kafka_topic_partition_list_t *parts,
                           rd_kafka_topic_partition_list_t **outp, char *errstr, size_t errstr_size)
@@ -374,18 +398,13 @@ static int committed_once(is_admin_t *ad, const char *group,
         goto done;
     const rd_kafka_group_result_t **res = rd_kafka_ListConsumerGroupOffsets_result_groups(
         rd_kafka_event_ListConsumerGroupOffsets_result(ev), &cnt);
-    if (cnt != 1) {
-        snprintf(errstr, errstr_size, "list committed offsets of %s: %zu answers", group, cnt);
+    const rd_kafka_topic_partition_list_t *pl;
+    int gr = group_result(res, cnt, group, "list committed offsets of", "committed offsets of", &pl,
+                          errstr, errstr_size);
+    if (gr) {
+        rc = gr;
         goto done;
     }
-    const rd_kafka_error_t *gerr = rd_kafka_group_result_error(res[0]);
-    if (gerr) {
-        snprintf(errstr, errstr_size, "committed offsets of group %s: %s", group,
-                 rd_kafka_error_string(gerr));
-        rc = coordinator_busy(rd_kafka_error_code(gerr)) ? 1 : -1;
-        goto done;
-    }
-    const rd_kafka_topic_partition_list_t *pl = rd_kafka_group_result_partitions(res[0]);
     if (partition_error(pl, "committed offsets", errstr, errstr_size)) {
         rc = partitions_busy(pl) ? 1 : -1;
         goto done;
@@ -444,18 +463,13 @@ static int alter_once(is_admin_t *ad, const char *group,
         goto done;
     const rd_kafka_group_result_t **res = rd_kafka_AlterConsumerGroupOffsets_result_groups(
         rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &cnt);
-    if (cnt != 1) {
-        snprintf(errstr, errstr_size, "commit new offsets for %s: %zu answers", group, cnt);
+    const rd_kafka_topic_partition_list_t *pl;
+    int gr = group_result(res, cnt, group, "commit new offsets for", "commit new offsets for", &pl,
+                          errstr, errstr_size);
+    if (gr) {
+        rc = gr;
         goto done;
     }
-    const rd_kafka_error_t *gerr = rd_kafka_group_result_error(res[0]);
-    if (gerr) {
-        snprintf(errstr, errstr_size, "commit new offsets for group %s: %s", group,
-                 rd_kafka_error_string(gerr));
-        rc = coordinator_busy(rd_kafka_error_code(gerr)) ? 1 : -1;
-        goto done;
-    }
-    const rd_kafka_topic_partition_list_t *pl = rd_kafka_group_result_partitions(res[0]);
     for (int i = 0; pl && i < pl->cnt; i++) {
         rd_kafka_resp_err_t e = pl->elems[i].err;
         if (e == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || e == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
