@@ -30,8 +30,9 @@ import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the clone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (History, dlq_records, expected_keys, list_keys, read_conf,  # noqa: E402
-                    renditions, vm_rss_kib)
+import common  # noqa: E402
+from common import (History, dlq_records, expected_keys, list_keys, note, read_conf,  # noqa: E402
+                    renditions, tap, vm_rss_kib)
 
 from gen import KEY_DELIM_ARG, MSG_DELIM_ARG  # noqa: E402
 
@@ -44,20 +45,6 @@ N_FAULTS = {"kill": 5, "kill2": 1, "stop": 2, "minio": 1, "kafka": 1,
 
 class Fatal(Exception):
     """The run cannot go on (the stack or the producer failed)."""
-
-
-N_FAIL = 0
-
-
-def tap(ok, what):
-    global N_FAIL
-    print(("ok - " if ok else "not ok - ") + what, flush=True)
-    N_FAIL += 0 if ok else 1
-    return ok
-
-
-def note(what):
-    print("# " + what, flush=True)
 
 
 # --- the plan -----------------------------------------------------------------
@@ -745,7 +732,7 @@ class Run:
         with open(os.path.join(a.work, "figures.json"), "w") as f:
             json.dump(figures, f)
         self.hist("run ended", **figures)
-        return 1 if N_FAIL else 0
+        return 1 if common.N_FAIL else 0
 
 
 def main():

@@ -7,6 +7,20 @@ import subprocess
 import threading
 import time
 
+N_FAIL = 0  # "not ok" lines printed by tap(); the program's exit status
+
+
+def tap(ok, what):
+    global N_FAIL
+    print(("ok - " if ok else "not ok - ") + what, flush=True)
+    N_FAIL += 0 if ok else 1
+    return ok
+
+
+def note(what):
+    print("# " + what, flush=True)
+
+
 CTYPES = {"jpeg": ("jpg", "image/jpeg"), "webp": ("webp", "image/webp"),
           "png": ("png", "image/png"), "avif": ("avif", "image/avif")}
 

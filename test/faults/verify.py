@@ -19,21 +19,9 @@ import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the clone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 from common import (CTYPES, day_path, dlq_records, expected_keys, list_keys, mc_cmd,  # noqa: E402
-                    mc_lines, read_conf, read_history, renditions)
-
-N_FAIL = 0
-
-
-def tap(ok, what):
-    global N_FAIL
-    print(("ok - " if ok else "not ok - ") + what, flush=True)
-    N_FAIL += 0 if ok else 1
-    return ok
-
-
-def note(what):
-    print("# " + what, flush=True)
+                    mc_lines, note, read_conf, read_history, renditions, tap)
 
 
 def show(problems, n=10):
@@ -411,7 +399,7 @@ def main():
                               f"correct objects, {lost_poison} poison records not in the DLQ)")
     with open(fpath, "w") as f:
         json.dump(figures, f)
-    return 1 if N_FAIL else 0
+    return 1 if common.N_FAIL else 0
 
 
 if __name__ == "__main__":
