@@ -22,6 +22,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "log.h"
 #include "s3.h"
 
 #define RETENTION_KEY   "retention"
@@ -42,7 +43,7 @@ static void report(check_run_t *run, int ok, const char *what, const char *fmt, 
     run->failed += !ok;
     printf("%-4s  %-9s  ", ok ? "ok" : "FAIL", what);
     va_start(ap, fmt);
-    vprintf(fmt, ap);
+    is_log_vprintf(stdout, fmt, ap); /* a detail may quote a secret's value */
     va_end(ap);
     printf("\n");
     fflush(stdout); /* each line as it is known: a Kafka check may take seconds */

@@ -12,47 +12,56 @@
 
 int is_log_level = IS_LOG_INFO;
 
-/* Secrets as they appear in a serialized line: JSON-escaped, without the
- * quotes. Written by is_log_redact before threads start, then read-only. */
+/* Secrets as they appear in a serialized line (JSON-escaped, without the
+ * quotes) and as given, for plain text. Written by is_log_redact before
+ * threads start, then read-only. */
 #define MAX_SECRETS 32
-static char *secrets[MAX_SECRETS];
+static char *secrets[MAX_SECRETS], *raw_secrets[MAX_SECRETS];
 static int nsecrets;
 
 void is_log_redact(const char *secret)
 {
     if (!secret || strlen(secret) < 4 || nsecrets == MAX_SECRETS)
         return;
-    json_t *s = json_string(secret);
-    char *esc = s ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
-    json_decref(s);
-    if (!esc)
-        return;
-    size_t n = strlen(esc);
-    memmove(esc, esc + 1, n - 2); /* drop the quotes */
-    esc[n - 2] = '\0';
     for (int i = 0; i < nsecrets; i++)
-        if (!strcmp(secrets[i], esc)) {
-            free(esc);
+        if (!strcmp(raw_secrets[i], secret))
             return;
-        }
-    secrets[nsecrets++] = esc;
+    /* json_string refuses invalid UTF-8: is_log_emit replaces such bytes,
+     * so a JSON line never holds that secret as is; plain text may. */
+    json_t *s = json_string(secret);
+    char *esc = s ? json_dumps(s, JSON_ENCODE_ANY) : strdup(secret), *raw = strdup(secret);
+    int quoted = s != NULL;
+    json_decref(s);
+    if (!esc || !raw) {
+        free(esc);
+        free(raw);
+        return;
+    }
+    if (quoted) {
+        size_t n = strlen(esc);
+        memmove(esc, esc + 1, n - 2); /* drop the quotes */
+        esc[n - 2] = '\0';
+    }
+    secrets[nsecrets] = esc;
+    raw_secrets[nsecrets++] = raw;
 }
 
-/* Replaces every registered secret in text; returns text or a new string
- * (text freed). */
-static char *redact(char *text)
+/* Replaces every one of the nsecrets strings of list in text; returns text
+ * or a new string (text freed), or NULL (text freed) when out of memory:
+ * never print what should be hidden. */
+static char *redact(char *text, char *const *list)
 {
     for (int i = 0; i < nsecrets; i++) {
-        const char *sec = secrets[i];
+        const char *sec = list[i];
         size_t slen = strlen(sec), tlen = strlen(text), hits = 0;
         for (const char *p = text; (p = strstr(p, sec)); p += slen)
             hits++;
         if (!hits)
             continue;
         char *out = malloc(tlen + hits * sizeof("[hidden]") + 1), *o = out;
-        if (!out) { /* never log what should be hidden */
+        if (!out) {
             free(text);
-            return strdup("{\"level\":\"error\",\"msg\":\"log line dropped\"}");
+            return NULL;
         }
         const char *p = text, *q;
         while ((q = strstr(p, sec))) {
@@ -135,11 +144,34 @@ void is_log_emit(int level, const char *component, json_t *fields, const char *f
     }
     text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(line);
-    if (!text || !(text = redact(text)))
+    if (!text)
+        return;
+    if (!(text = redact(text, secrets)) &&
+        !(text = strdup("{\"level\":\"error\",\"msg\":\"log line dropped\"}")))
         return;
     size_t n = strlen(text);
     text[n] = '\n'; /* replaces the NUL: one write(2) per line */
     ssize_t wr = write(STDERR_FILENO, text, n + 1);
     (void)wr;
     free(text);
+}
+
+void is_log_vprintf(FILE *fp, const char *fmt, va_list ap)
+{
+    char *text = NULL;
+    if (vasprintf(&text, fmt, ap) < 0)
+        return;
+    if ((text = redact(text, raw_secrets)))
+        fputs(text, fp);
+    else
+        fputs("(not shown: out of memory)\n", fp);
+    free(text);
+}
+
+void is_log_printf(FILE *fp, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    is_log_vprintf(fp, fmt, ap);
+    va_end(ap);
 }

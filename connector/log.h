@@ -11,6 +11,9 @@
 #ifndef IS_LOG_H
 #define IS_LOG_H
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <jansson.h>
 
 typedef enum {
@@ -31,6 +34,13 @@ int is_log_level_parse(const char *s);
  * would hide ordinary words and protect nothing); at most 32 values. Call
  * from main before other threads start: the list is read without a lock. */
 void is_log_redact(const char *secret);
+
+/* fprintf for the operator commands' plain-text output, with the secrets
+ * registered by is_log_redact replaced by "[hidden]" as in the log: an
+ * error may quote a configuration value (librdkafka rejecting
+ * kafka.some.password=VALUE). */
+void is_log_printf(FILE *fp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void is_log_vprintf(FILE *fp, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* fields (may be NULL) is stolen (decref'ed) by the call. */
 void is_log_emit(int level, const char *component, json_t *fields, const char *fmt, ...)

@@ -67,6 +67,16 @@ static void usage(FILE *fp)
             IS_VERSION);
 }
 
+/* Whatever a library puts in a log line or an error message, the
+ * configured secrets are hidden (log.h). Before any thread starts. */
+static void hide_secrets(const is_config_t *cfg)
+{
+    const char *secrets[32];
+    size_t nsecrets = is_config_secrets(cfg, secrets, 32);
+    for (size_t i = 0; i < nsecrets; i++)
+        is_log_redact(secrets[i]);
+}
+
 /* Pulls -c and -X out of argv (anywhere after the command) into cfg and
  * compacts the rest for the command's own parser. Returns -1 on error. */
 static int load_config(is_config_t *cfg, int *argc, char **argv)
@@ -108,9 +118,11 @@ static int load_config(is_config_t *cfg, int *argc, char **argv)
             goto fail;
     }
     free(xs);
+    hide_secrets(cfg);
     return 0;
 fail:
-    fprintf(stderr, "imgsink: configuration error: %s\n", errstr);
+    hide_secrets(cfg); /* the ones read so far */
+    is_log_printf(stderr, "imgsink: configuration error: %s\n", errstr);
     free(xs);
     return -1;
 }
@@ -129,7 +141,7 @@ static int cmd_run(is_config_t *cfg, const char *argv0, int argc, char **argv)
         return 2;
     }
     if (is_config_validate(cfg, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink: configuration error: %s\n", errstr);
+        is_log_printf(stderr, "imgsink: configuration error: %s\n", errstr);
         return 2;
     }
     int lvl = is_log_level_parse(cfg->log_level);
@@ -179,12 +191,6 @@ int main(int argc, char **argv)
         goto done;
     int lvl = is_log_level_parse(cfg->log_level);
     is_log_level = lvl < 0 ? IS_LOG_INFO : lvl;
-    /* Whatever a library puts in a log line, the configured secrets are
-     * hidden (log.h). Before any thread starts. */
-    const char *secrets[32];
-    size_t nsecrets = is_config_secrets(cfg, secrets, 32);
-    for (size_t i = 0; i < nsecrets; i++)
-        is_log_redact(secrets[i]);
 
     if (is_envelope_global_init(errstr, sizeof(errstr)) ||
         is_s3_global_init(errstr, sizeof(errstr))) {

@@ -311,7 +311,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     if (!strcmp(format, "confluent"))
         o.schema_id = schema_id;
     if (is_keys_check_segment("--tenant", o.tenant, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink produce: %s\n", errstr);
+        is_log_printf(stderr, "imgsink produce: %s\n", errstr);
         return 2;
     }
     if (!is_config_kafka_get(cfg, "bootstrap.servers")) {
@@ -325,7 +325,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     rd_kafka_conf_t *conf = is_kafka_conf_new(cfg, IS_KAFKA_PRODUCER, errstr, sizeof(errstr));
     if (!conf || is_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||
         is_kafka_conf_set(conf, "message.max.bytes", "67108864", errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink produce: %s\n", errstr);
+        is_log_printf(stderr, "imgsink produce: %s\n", errstr);
         if (conf)
             rd_kafka_conf_destroy(conf);
         goto done;
@@ -334,7 +334,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     rd_kafka_conf_set_opaque(conf, &st);
     if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
         rd_kafka_conf_destroy(conf);
-        fprintf(stderr, "imgsink produce: %s\n", errstr);
+        is_log_printf(stderr, "imgsink produce: %s\n", errstr);
         goto done;
     }
     pg = is_progress_new(stderr, "produce", "records delivered", (int64_t)nfiles * o.repeat,

@@ -22,6 +22,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "log.h"
 #include "table.h"
 
 typedef enum { TO_NONE, TO_OFFSET, TO_TIME, TO_EARLIEST, TO_LATEST } target_kind_t;
@@ -171,7 +172,7 @@ static int parse_args(replay_t *r, is_config_t *cfg, int argc, char **argv)
             r->kind = TO_TIME;
             r->value_text = optarg;
             if (is_admin_parse_time(optarg, &r->value, errstr, sizeof(errstr))) {
-                fprintf(stderr, "imgsink replay: --to-time %s\n", errstr);
+                is_log_printf(stderr, "imgsink replay: --to-time %s\n", errstr);
                 return 2;
             }
             break;
@@ -441,13 +442,14 @@ static int apply(is_admin_t *ad, const replay_t *r, const plan_row_t *plan, size
         goto done;
     }
     if (is_admin_alter(ad, r->group, moves, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink replay: %s\n", errstr);
+        is_log_printf(stderr, "imgsink replay: %s\n", errstr);
         goto done;
     }
     /* Read back what Kafka now holds rather than trusting the answer. */
     if (is_admin_committed(ad, r->group, moves, &after, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink replay: offsets committed, but reading them back failed: %s\n",
-                errstr);
+        is_log_printf(stderr,
+                      "imgsink replay: offsets committed, but reading them back failed: %s\n",
+                      errstr);
         goto done;
     }
     for (int i = 0; i < moves->cnt; i++) {
@@ -490,7 +492,7 @@ int is_replay_main(is_config_t *cfg, int argc, char **argv)
         goto done;
     rc = 1;
     if (!(ad = is_admin_new(cfg, "imgsink-replay", errstr, sizeof(errstr)))) {
-        fprintf(stderr, "imgsink replay: %s\n", errstr);
+        is_log_printf(stderr, "imgsink replay: %s\n", errstr);
         rc = 2;
         goto done;
     }
@@ -507,7 +509,7 @@ int is_replay_main(is_config_t *cfg, int argc, char **argv)
         is_admin_committed(ad, r.group, NULL, &any, errstr, sizeof(errstr)) ||
         is_admin_collect(ad, r.group, &g, topics, ntopics, &rows, &nrows, errstr, sizeof(errstr)) ||
         select_rows(&r, rows, nrows, &plan, &nplan, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink replay: %s\n", errstr);
+        is_log_printf(stderr, "imgsink replay: %s\n", errstr);
         goto done;
     }
     if (!g.nmembers && !any->cnt && !r.allow_new) {
@@ -519,7 +521,7 @@ int is_replay_main(is_config_t *cfg, int argc, char **argv)
         goto done;
     }
     if (resolve_targets(ad, &r, plan, nplan, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink replay: %s\n", errstr);
+        is_log_printf(stderr, "imgsink replay: %s\n", errstr);
         goto done;
     }
     int64_t to_read = print_plan(&r, &g, plan, nplan);

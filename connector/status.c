@@ -23,6 +23,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "log.h"
 #include "progress.h"
 #include "table.h"
 
@@ -381,8 +382,8 @@ static int watch(is_admin_t *ad, const status_opts_t *o, snapshot_t *base)
             break;
         if (snapshot_read(ad, o, &now, errstr, sizeof(errstr))) {
             /* On a terminal the progress line is open: end it first. */
-            fprintf(stderr, "%simgsink status: %s (trying again in %d s)\n",
-                    isatty(STDERR_FILENO) ? "\n" : "", errstr, o->watch);
+            is_log_printf(stderr, "%simgsink status: %s (trying again in %d s)\n",
+                          isatty(STDERR_FILENO) ? "\n" : "", errstr, o->watch);
             continue;
         }
         if (o->json)
@@ -414,13 +415,13 @@ int is_status_main(is_config_t *cfg, int argc, char **argv)
         goto done;
     rc = 1;
     if (!(ad = is_admin_new(cfg, "imgsink-status", errstr, sizeof(errstr)))) {
-        fprintf(stderr, "imgsink status: %s\n", errstr);
+        is_log_printf(stderr, "imgsink status: %s\n", errstr);
         rc = 2;
         goto done;
     }
     if (is_admin_describe_group(ad, o.group, &g, errstr, sizeof(errstr)) ||
         is_admin_committed(ad, o.group, NULL, &committed, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink status: %s\n", errstr);
+        is_log_printf(stderr, "imgsink status: %s\n", errstr);
         goto done;
     }
     if (!g.nmembers && !committed->cnt) {
@@ -435,7 +436,7 @@ int is_status_main(is_config_t *cfg, int argc, char **argv)
         goto done;
     }
     if (snapshot_read(ad, &o, &s, errstr, sizeof(errstr))) {
-        fprintf(stderr, "imgsink status: %s\n", errstr);
+        is_log_printf(stderr, "imgsink status: %s\n", errstr);
         goto done;
     }
     if (o.json)

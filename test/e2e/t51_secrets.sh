@@ -80,6 +80,26 @@ IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY timeou
 check "a rejected kafka.*password property: the error names it, the value is [hidden]" \
     grep -q 'kafka.no.such.password=\[hidden\]' "$TMP/badprop.log"
 
+# The operator commands print the same error as plain text: status, check,
+# replay and produce, with the S3 secret key given by -X and the SASL
+# password in the file.
+for cmd in status check replay produce; do
+    case $cmd in
+    replay) args=(--group "$group" --topic "$topic" --to-latest --dry-run) ;;
+    produce) args=(--topic "$topic" "$TMP/recs") ;;
+    *) args=() ;;
+    esac
+    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY timeout 60 "$IMGSINK" "$cmd" -c "$TMP/w.conf" \
+        -X "s3.secret.key=$S3_SECRET_KEY" -X "kafka.no.such.password=$SASL_PW" "${args[@]}" \
+        >"$TMP/badprop-$cmd.out" 2>&1
+    rc=$?
+    check "$cmd with a rejected kafka.*password property: fails (exit $rc), names it, the value is [hidden]" \
+        bash -c '[ "$1" -ne 0 ] && grep -q "kafka.no.such.password=\[hidden\]" "$2"' _ $rc \
+        "$TMP/badprop-$cmd.out"
+done
+check "status, check, replay and produce print no secret in that error" \
+    leaks "$TMP"/badprop-*.out
+
 # --- run A: a working worker at debug level, librdkafka debugging everything ----
 start_worker a "$TMP/w.conf" >/dev/null
 addr=$(http_address a) || notok "worker a logged its HTTP address"

@@ -191,12 +191,32 @@ static void log_redaction(void **state)
     }
 }
 
+/* The operator commands' plain text hides them too, as given (not
+ * JSON-escaped). */
+static void print_redaction(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    assert_non_null(fp);
+
+    is_log_redact("s3cr3t-KEY/with\"quote");
+    is_log_redact("pw-\xff\xfe-not-utf8");
+    is_log_printf(fp, "imgsink status: kafka.x.password=%s: %s, %s\n", "s3cr3t-KEY/with\"quote",
+                  "pw-\xff\xfe-not-utf8", "abc");
+    fclose(fp);
+    assert_string_equal(buf, "imgsink status: kafka.x.password=[hidden]: [hidden], abc\n");
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(endpoints_and_transitions),
         cmocka_unit_test(bind_errors),
         cmocka_unit_test(log_redaction),
+        cmocka_unit_test(print_redaction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
