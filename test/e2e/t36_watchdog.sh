@@ -59,6 +59,15 @@ wait_exit() {
     WORKER_PIDS=("${WORKER_PIDS[@]/$1/}") # reaped: never signal that PID again
 }
 
+# part NAME PARTITIONS: a topic (and its DLQ), group and prefix of its own.
+part() {
+    topic=$(unique_name "wd-$1")
+    group=$(unique_name "g-wd-$1")
+    prefix=$(unique_name "t36$1")
+    bash "$ROOT/test/stack/topic.sh" "$topic" "$2" >/dev/null
+    bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
+}
+
 # --- A: stuck S3 requests are interrupted and retried --------------------------
 note "A: PUTs into a black hole"
 if ! read -r toxi_url toxi_port < <(bash "$ROOT/test/stack/toxiproxy.sh" 36); then
@@ -67,11 +76,7 @@ if ! read -r toxi_url toxi_port < <(bash "$ROOT/test/stack/toxiproxy.sh" 36); th
 fi
 trap 'bash "$ROOT/test/stack/stop.sh" toxiproxy >/dev/null 2>&1; e2e_cleanup' EXIT
 toxi() { "$TOXIPROXY_CLI" -h "$toxi_url" "$@" >/dev/null; }
-topic=$(unique_name wd-a)
-group=$(unique_name g-wd-a)
-prefix=$(unique_name t36a)
-bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null
-bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
+part a 2
 images "$TMP/a" a1:64 a2:80 a3:96 a4:112
 printf '%s\n' a1 a2 a3 a4 >"$TMP/a.ids"
 check "toxiproxy black-holes requests to MinIO (timeout toxic, upstream)" \
@@ -112,11 +117,7 @@ bash "$ROOT/test/stack/stop.sh" toxiproxy >/dev/null 2>&1
 
 # --- B: a thread that never comes back is left behind, its record handed over --
 note "B: a plugin call that never returns, once"
-topic=$(unique_name wd-b)
-group=$(unique_name g-wd-b)
-prefix=$(unique_name t36b)
-bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
-bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
+part b 1
 images "$TMP/b" b1-ok:64 b2-hang:13 b3-ok:96
 printf '%s\n' b1-ok b2-hang b3-ok >"$TMP/b.ids"
 hang_conf=("processors=hang@base" "processor.hang.type=plugin" "processor.hang.path=$HANG"
@@ -149,11 +150,7 @@ check "committed offset is still the end offset (3) after the exit" \
 
 # --- C: every attempt hangs: the worker stops, nothing after it committed -----
 note "C: a plugin call that hangs every time, worker.stuck.max.threads=1"
-topic=$(unique_name wd-c)
-group=$(unique_name g-wd-c)
-prefix=$(unique_name t36c)
-bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
-bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
+part c 1
 images "$TMP/c" c1-ok:64 c2-hang:13 c3-ok:96
 echo c1-ok >"$TMP/c.ids"
 write_conf "$TMP/c.conf" "$topic" "$topic.dlq" "$group" "$prefix" "${hang_conf[@]}" \

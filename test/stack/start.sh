@@ -100,35 +100,6 @@ EOF
 KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 S3_ENDPOINT="http://127.0.0.1:$MINIO_PORT"
 
-# spawn PIDFILE LOGFILE CMD...: start CMD in its own session (so the caller's
-# Ctrl-C or job control does not reach it) with stdin closed and output
-# appended to LOGFILE. The child writes its own PID and then execs, so the
-# PID file holds the server's PID whatever setsid does about forking.
-spawn() {
-	local pidfile=$1 logfile=$2
-	shift 2
-	rm -f "$pidfile"
-	printf '\n=== %s: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logfile"
-	# Every fd above 2 is closed in the child. fd 8 is our lock on
-	# $STATE/.lock: a server inheriting it would hold the lock for its whole
-	# life and every later start.sh/stop.sh would wait on it. Others (make's
-	# jobserver pipe, a CI runner's pipes) would be kept open just as long.
-	# shellcheck disable=SC2016 # $$ and $@ are for the inner bash
-	setsid bash -c '
-		echo $$ >"$0"
-		for fd in /proc/self/fd/*; do
-			fd=${fd##*/}
-			if ((fd > 2)); then exec {fd}>&-; fi
-		done
-		exec "$@"' "$pidfile" "$@" </dev/null >>"$logfile" 2>&1 &
-	local i
-	for ((i = 0; i < 50; i++)); do
-		[[ -s $pidfile ]] && return 0
-		sleep 0.1
-	done
-	die "$1 did not start (no PID file $pidfile)"
-}
-
 # fail_with_log NAME LOG MESSAGE: show why a server did not come up: the
 # error lines of this run's part of LOG (spawn starts each run with a "==="
 # line), since the last lines are mostly shutdown chatter, then the tail.

@@ -25,19 +25,8 @@ read -r api port < <(free_ports 2)
 cat >"$STATE/toxiproxy.json" <<JSON
 [{"name": "s3", "listen": "127.0.0.1:$port", "upstream": "${S3_ENDPOINT#http://}", "enabled": true}]
 JSON
-rm -f "$STATE/toxiproxy.pid"
-printf '\n=== %s: toxiproxy, seed %s\n' "$(date -u +%FT%TZ)" "$seed" >>"$STATE/toxiproxy.log"
-# Own session, stdin closed, every fd above 2 closed (like start.sh's
-# spawn): the child writes its PID, then execs the server.
-# shellcheck disable=SC2016 # $$ and $@ are for the inner bash
-setsid bash -c '
-    echo $$ >"$0"
-    for fd in /proc/self/fd/*; do
-        fd=${fd##*/}
-        if ((fd > 2)); then exec {fd}>&-; fi
-    done
-    exec "$@"' "$STATE/toxiproxy.pid" "$TOXIPROXY_BIN" -host 127.0.0.1 -port "$api" \
-    -config "$STATE/toxiproxy.json" -seed "$seed" </dev/null >>"$STATE/toxiproxy.log" 2>&1 &
+spawn "$STATE/toxiproxy.pid" "$STATE/toxiproxy.log" "$TOXIPROXY_BIN" -host 127.0.0.1 -port "$api" \
+    -config "$STATE/toxiproxy.json" -seed "$seed"
 url="http://127.0.0.1:$api"
 for _ in $(seq 100); do
     curl -fsS --max-time 1 "$url/proxies" 2>/dev/null | grep -q '"s3"' && break
