@@ -138,6 +138,15 @@ static int load_exec(proc_t *p, const is_config_t *cfg, char *errstr, size_t err
         }
         p->timeout_ms = v;
     }
+    /* One pipeline attempt runs every exec processor: a timeout the job
+     * watchdog would count as stuck hands a slow but healthy job over. */
+    if (cfg->worker_stuck_timeout_ms && p->timeout_ms >= cfg->worker_stuck_timeout_ms) {
+        snprintf(errstr, errstr_size,
+                 "processor.%s.timeout.ms=%lld: expected less than worker.stuck.timeout.ms (%lld), "
+                 "or the watchdog would take a slow command for a stuck job",
+                 p->name, (long long)p->timeout_ms, (long long)cfg->worker_stuck_timeout_ms);
+        return -1;
+    }
     if (r) {
         if (parse_int(r, 0, 100, &v)) {
             snprintf(errstr, errstr_size, "processor.%s.retries=%s: expected 0..100", p->name, r);

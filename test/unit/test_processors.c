@@ -163,6 +163,17 @@ static void configuration_errors(void **state)
     expect_chain_error(bad_stage, "stage 'middle'");
     const char *no_cmd[] = {"processors", "x", "processor.x.type", "exec", NULL};
     expect_chain_error(no_cmd, "processor.x.command: required");
+    const char *slow[] = {"processors",
+                          "x",
+                          "processor.x.type",
+                          "exec",
+                          "processor.x.command",
+                          "cat",
+                          "processor.x.timeout.ms",
+                          "200000",
+                          NULL};
+    expect_chain_error(slow, "processor.x.timeout.ms=200000: expected less than "
+                             "worker.stuck.timeout.ms (120000)");
 }
 
 static void exec_identity(void **state)
