@@ -330,21 +330,14 @@ int is_check_main(is_config_t *cfg, int argc, char **argv)
         {"brokers", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     check_run_t run = {0};
     char errstr[1024];
-    int c, bad_config;
+    int c, rc, bad_config;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "b:h", lopts, NULL)) != -1) {
         switch (c) {
-        case 'b':
-            if (is_cli_brokers(cfg, "check", optarg))
-                return 2;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            if ((rc = is_cli_common_opt(cfg, "check", c, optarg, usage)) >= 0)
+                return rc;
         }
     }
     if (is_cli_no_operands("check", argc, argv, optind))

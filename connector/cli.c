@@ -23,3 +23,18 @@ int is_cli_no_operands(const char *cmd, int argc, char **argv, int first)
     }
     return 0;
 }
+
+int is_cli_common_opt(is_config_t *cfg, const char *cmd, int c, const char *arg,
+                      void (*usage)(FILE *))
+{
+    switch (c) {
+    case 'b':
+        return is_cli_brokers(cfg, cmd, arg) ? 2 : -1;
+    case 'h':
+        usage(stdout);
+        return 0;
+    default:
+        usage(stderr);
+        return 2;
+    }
+}

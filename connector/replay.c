@@ -139,7 +139,7 @@ static int parse_args(replay_t *r, is_config_t *cfg, int argc, char **argv)
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     char errstr[512];
-    int c, ntargets = 0;
+    int c, rc, ntargets = 0;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "g:t:nb:h", lopts, NULL)) != -1) {
@@ -187,16 +187,9 @@ static int parse_args(replay_t *r, is_config_t *cfg, int argc, char **argv)
         case O_ALLOW_NEW:
             r->allow_new = 1;
             break;
-        case 'b':
-            if (is_cli_brokers(cfg, "replay", optarg))
-                return 2;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            if ((rc = is_cli_common_opt(cfg, "replay", c, optarg, usage)) >= 0)
+                return rc;
         }
     }
     if (is_cli_no_operands("replay", argc, argv, optind))

@@ -105,7 +105,7 @@ static int parse_args(status_opts_t *o, is_config_t *cfg, int argc, char **argv)
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
     char *end;
-    int c;
+    int c, rc;
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "g:t:w:b:h", lopts, NULL)) != -1) {
@@ -129,16 +129,9 @@ static int parse_args(status_opts_t *o, is_config_t *cfg, int argc, char **argv)
                 return 2;
             }
             break;
-        case 'b':
-            if (is_cli_brokers(cfg, "status", optarg))
-                return 2;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
-            usage(stderr);
-            return 2;
+            if ((rc = is_cli_common_opt(cfg, "status", c, optarg, usage)) >= 0)
+                return rc;
         }
     }
     if (is_cli_no_operands("status", argc, argv, optind))
