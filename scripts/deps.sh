@@ -21,7 +21,7 @@ APT_PACKAGES=(
 	build-essential pkg-config
 	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
-	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang gdb
+	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang libclang-rt-14-dev gdb
 	xz-utils binutils libimage-exiftool-perl prometheus
 )
 
