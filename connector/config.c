@@ -37,7 +37,8 @@ static const is_ckey_t keys[] = {
      "Comma-separated Kafka topics to consume image records from."},
     {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent", 0,
      "Record envelope: 'confluent' (magic byte 0 + 4-byte schema id + Avro), 'avro' (plain Avro "
-     "binary, bundled schema) or 'auto' (0x00 first byte means confluent, else plain Avro)."},
+     "binary, bundled schema) or 'auto' (a 0x00 first byte is tried as confluent, then as plain "
+     "Avro with an empty id, and the reason names the real problem; else plain Avro)."},
     {"input.max.record.bytes", T_SIZE, O(input_max_record_bytes), "64MiB", 64, INT64_C(1) << 31,
      NULL, 0, "Records larger than this go to the DLQ without being decoded."},
     {"dlq.topic", T_STR, O(dlq_topic), "images.dlq", 0, 0, NULL, F_REQUIRED,
