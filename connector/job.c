@@ -396,7 +396,10 @@ static rec_outcome_t send_dead_letter(jctx_t *j, const rd_kafka_message_t *rkm, 
             if (store_dead_value(j, rkm, key, sizeof(key), sha, &refbuf))
                 return REC_ABANDONED;
             ref = &refbuf;
-            IS_WARN("dlq", json_pack("{s:I, s:s}", "bytes", (json_int_t)rkm->len, "key", key),
+            IS_WARN("dlq",
+                    json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", rd_kafka_topic_name(rkm->rkt),
+                              "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
+                              "bytes", (json_int_t)rkm->len, "key", key),
                     "dead letter too large for the DLQ topic: its value is in the store");
             attempt = -1; /* a new first attempt, not a retry */
             continue;
