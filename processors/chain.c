@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exec.h"
+#include "log.h"
 #include "plugin.h"
 
 #define MAX_PROCS 16
@@ -58,6 +59,43 @@ static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
+/* The ABI check of plugin.h. The first member is read alone: a plugin of
+ * another version may have another layout after it. */
+static int check_abi(const is_plugin_t *pl, char *errstr, size_t errstr_size)
+{
+    if (pl->abi_version != IS_PLUGIN_ABI_VERSION) {
+        snprintf(errstr, errstr_size,
+                 "plugin ABI version %d, this imgsink needs %d: rebuild the plugin against this "
+                 "imgsink's processors/plugin.h",
+                 pl->abi_version, IS_PLUGIN_ABI_VERSION);
+        return -1;
+    }
+    if (pl->struct_size != sizeof(is_plugin_t)) {
+        snprintf(errstr, errstr_size,
+                 "plugin struct is %zu bytes, this imgsink's is_plugin_t is %zu (same ABI version "
+                 "%d): the plugin was built against another processors/plugin.h; rebuild it, "
+                 "defining the plugin with IS_PLUGIN_DEFINE",
+                 pl->struct_size, sizeof(is_plugin_t), IS_PLUGIN_ABI_VERSION);
+        return -1;
+    }
+    if (pl->vips_major != vips_version(0)) {
+        snprintf(errstr, errstr_size,
+                 "plugin built against libvips %d.%d, this imgsink runs libvips %s (another "
+                 "major version): rebuild the plugin against it",
+                 pl->vips_major, pl->vips_minor, vips_version_string());
+        return -1;
+    }
+    if (!pl->init || !pl->process) {
+        snprintf(errstr, errstr_size,
+                 "plugin '%s' has no %s function (is_plugin.%s is NULL): both init and process "
+                 "are required",
+                 pl->name ? pl->name : "(no name)", !pl->init ? "init" : "process",
+                 !pl->init ? "init" : "process");
+        return -1;
+    }
+    return 0;
+}
+
 static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
     const char *path = kv_get(cfg, p->name, "path");
@@ -79,14 +117,22 @@ static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t e
                  p->name, path, IS_PLUGIN_SYMBOL);
         return -1;
     }
-    if (p->plugin->abi_version != IS_PLUGIN_ABI_VERSION || !p->plugin->init ||
-        !p->plugin->process) {
-        snprintf(errstr, errstr_size,
-                 "processor.%s.path=%s: plugin ABI version %d, this imgsink needs %d", p->name,
-                 path, p->plugin->abi_version, IS_PLUGIN_ABI_VERSION);
+    if (check_abi(p->plugin, errstr, errstr_size)) {
+        /* errstr holds the reason; the path goes in front. */
+        char why[512];
+        snprintf(why, sizeof(why), "%s", errstr);
+        snprintf(errstr, errstr_size, "processor.%s.path=%s: %s", p->name, path, why);
         p->plugin = NULL;
         return -1;
     }
+    if (p->plugin->vips_minor != vips_version(1))
+        IS_WARN("processors",
+                json_pack("{s:s,s:s,s:i,s:i,s:s}", "processor", p->name, "path", path,
+                          "plugin_vips_major", p->plugin->vips_major, "plugin_vips_minor",
+                          p->plugin->vips_minor, "vips", vips_version_string()),
+                "processor %s: plugin %s was built against libvips %d.%d, running %s; it "
+                "should work (same major version), rebuild it when you can",
+                p->name, path, p->plugin->vips_major, p->plugin->vips_minor, vips_version_string());
     for (size_t i = 0; i < cfg->nprocessor_kv && nkv < 64; i++) {
         const char *k = cfg->processor_kv[i].key;
         if (strncmp(k, p->name, nl) || k[nl] != '.' || !strcmp(k + nl + 1, "type") ||

@@ -176,6 +176,27 @@ static void configuration_errors(void **state)
                              "worker.stuck.timeout.ms (120000)");
 }
 
+/* Plugins that do not match this imgsink's ABI (test/plugins/) are refused
+ * at start with a message saying what is wrong. */
+static void plugin_abi(void **state)
+{
+    static const struct {
+        const char *so, *why;
+    } cases[] = {
+        {"abi1", "plugin ABI version 1, this imgsink needs 2: rebuild the plugin"},
+        {"badsize", "plugin struct is"},
+        {"noprocess", "plugin 'noprocess' has no process function (is_plugin.process is NULL)"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s/test/plugins/%s.so", tu_build(), cases[i].so);
+        const char *kv[] = {"processors", "p", "processor.p.type", "plugin", "processor.p.path",
+                            path,         NULL};
+        expect_chain_error(kv, cases[i].why);
+    }
+}
+
 static void exec_identity(void **state)
 {
     const char *src[] = {
@@ -273,6 +294,7 @@ int main(void)
         cmocka_unit_test(watermark_visible),    cmocka_unit_test(watermark_animated_rendition),
         cmocka_unit_test(configuration_errors), cmocka_unit_test(exec_identity),
         cmocka_unit_test(exec_failures),        cmocka_unit_test(exec_timeouts),
+        cmocka_unit_test(plugin_abi),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
