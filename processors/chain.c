@@ -153,19 +153,25 @@ static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t e
 
 static int load_exec(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    static const char *const known[] = {"type", "command", "timeout.ms", "retries"};
     const char *cmd = kv_get(cfg, p->name, "command");
     const char *t = kv_get(cfg, p->name, "timeout.ms"), *r = kv_get(cfg, p->name, "retries");
     int64_t v;
     size_t nl = strlen(p->name);
 
+    /* Whole keys only: a prefix or a part of a known key is a typo. */
     for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
-        const char *k = cfg->processor_kv[i].key;
-        if (!strncmp(k, p->name, nl) && k[nl] == '.' &&
-            !strstr(",type,command,timeout.ms,retries,", k + nl + 1)) {
+        const char *k = cfg->processor_kv[i].key, *sub = k + nl + 1;
+        int ok = 0;
+        if (strncmp(k, p->name, nl) || k[nl] != '.')
+            continue;
+        for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
+            ok |= !strcmp(sub, known[j]);
+        if (!ok) {
             snprintf(errstr, errstr_size,
-                     "processor.%s: unknown key for an exec processor (command, timeout.ms, "
-                     "retries)",
-                     k);
+                     "processor.%s=%s: unknown key for an exec processor; expected "
+                     "processor.%s.type, .command, .timeout.ms or .retries",
+                     k, cfg->processor_kv[i].value, p->name);
             return -1;
         }
     }

@@ -174,6 +174,38 @@ static void configuration_errors(void **state)
                           NULL};
     expect_chain_error(slow, "processor.x.timeout.ms=200000: expected less than "
                              "worker.stuck.timeout.ms (120000)");
+    /* Whole keys only: a prefix of timeout.ms is a typo, not timeout.ms. */
+    const char *prefix[] = {"processors",
+                            "x",
+                            "processor.x.type",
+                            "exec",
+                            "processor.x.command",
+                            "cat",
+                            "processor.x.timeout",
+                            "5000",
+                            NULL};
+    expect_chain_error(prefix, "processor.x.timeout=5000: unknown key for an exec processor; "
+                               "expected processor.x.type, .command, .timeout.ms or .retries");
+    const char *part[] = {"processors",
+                          "x",
+                          "processor.x.type",
+                          "exec",
+                          "processor.x.command",
+                          "cat",
+                          "processor.x.ms",
+                          "1",
+                          NULL};
+    expect_chain_error(part, "processor.x.ms=1: unknown key for an exec processor");
+    const char *bogus[] = {"processors",
+                           "x",
+                           "processor.x.type",
+                           "exec",
+                           "processor.x.command",
+                           "cat",
+                           "processor.x.bogus",
+                           "1",
+                           NULL};
+    expect_chain_error(bogus, "processor.x.bogus=1: unknown key for an exec processor");
 }
 
 /* Plugins that do not match this imgsink's ABI (test/plugins/) are refused
