@@ -399,7 +399,10 @@ int is_chain_count(const is_chain_t *c, is_stage_t stage)
     return n;
 }
 
-/* One exec run with the timeout policy of chain.h. */
+/* One exec run with the timeout policy of chain.h. The program's time comes
+ * out of the image's: it gets min(timeout.ms, what is left of
+ * limits.timeout.ms), so several exec processors together cannot keep one
+ * image past its limit (nor past worker.stuck.timeout.ms, which is larger). */
 static is_proc_result_t run_exec(const is_chain_t *c, const proc_t *p, const is_chain_ctx_t *ctx,
                                  const void *in, size_t len, void **out, size_t *out_len,
                                  char *errstr, size_t errstr_size)
@@ -410,7 +413,16 @@ static is_proc_result_t run_exec(const is_chain_t *c, const proc_t *p, const is_
                         .hide = (const char *const *)c->hide,
                         .nhide = c->nhide};
     for (int tries = 0;; tries++) {
-        o.timeout_ms = p->timeout_ms;
+        int64_t left = ctx->deadline ? is_deadline_left_ms(ctx->deadline) : INT64_MAX;
+        int cut = left < p->timeout_ms;
+        if (left <= 0) {
+            snprintf(errstr, errstr_size,
+                     "processor %s: not started, the image's limits.timeout.ms (%lld ms) has "
+                     "passed",
+                     p->name, (long long)ctx->deadline->ms);
+            return IS_PROC_FAIL;
+        }
+        o.timeout_ms = cut ? left : p->timeout_ms;
         is_exec_status_t st = is_exec_run(p->command, in, len, &o, out, out_len, why, sizeof(why));
         if (st == IS_EXEC_OK) {
             if (*out_len == 0) {
@@ -422,6 +434,14 @@ static is_proc_result_t run_exec(const is_chain_t *c, const proc_t *p, const is_
                 return IS_PROC_FAIL;
             }
             return IS_PROC_OK;
+        }
+        /* Stopped at the image's limit: the image failed, not the program
+         * (the pipeline reports it as the limit). */
+        if (st == IS_EXEC_TIMEOUT && cut) {
+            snprintf(errstr, errstr_size,
+                     "processor %s: stopped at the image's limits.timeout.ms (%lld ms): %s",
+                     p->name, (long long)ctx->deadline->ms, why);
+            return IS_PROC_FAIL;
         }
         /* The worker could not learn the program's exit status: its output
          * cannot be trusted, and the record is not at fault. */

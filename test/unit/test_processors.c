@@ -496,6 +496,55 @@ static void exec_stderr_secrets(void **state)
     assert_non_null(strstr(err, "AWS_SECRET_ACCESS_KEY=[hidden] db_password: [hidden]"));
 }
 
+/* Three exec processors of 2 s each under limits.timeout.ms=3000: the
+ * third gets only what is left of the image's time, is stopped at the
+ * limit (it never gets to write its marker) and the image fails for its
+ * time limit, instead of the steps together taking up to 6 s. */
+static void exec_time_budget(void **state)
+{
+    char last[256], marker[128], err[1024] = "";
+    struct timespec t0, t1;
+    is_result_t res;
+    (void)state;
+    snprintf(marker, sizeof(marker), "%s/c-done", tmpdir);
+    snprintf(last, sizeof(last), "sleep 1.2; touch %s; cat", marker);
+    const char *kv[] = {"limits.timeout.ms",
+                        "3000",
+                        "processors",
+                        "a@source,b@base,c@rendition",
+                        "processor.a.type",
+                        "exec",
+                        "processor.a.command",
+                        "sleep 1.2; cat",
+                        "processor.a.timeout.ms",
+                        "2000",
+                        "processor.b.type",
+                        "exec",
+                        "processor.b.command",
+                        "sleep 1.2; cat",
+                        "processor.b.timeout.ms",
+                        "2000",
+                        "processor.c.type",
+                        "exec",
+                        "processor.c.command",
+                        last,
+                        "processor.c.timeout.ms",
+                        "2000",
+                        NULL};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    is_proc_result_t pr =
+        run_with("jpeg_baseline.jpg", "a=200x150/jpeg/80", kv, 0, &res, err, sizeof(err));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    is_result_clear(&res);
+    print_message("# outcome %d after %.1f s: %s; c finished: %s\n", pr,
+                  (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9, err,
+                  access(marker, F_OK) ? "no" : "yes");
+    assert_int_equal(pr, IS_PROC_FAIL);
+    assert_non_null(strstr(err, "limits.timeout.ms (3000 ms)"));
+    if (!access(marker, F_OK))
+        fail_msg("the third program ran to its end, past the image's time limit");
+}
+
 /* When the worker cannot learn the program's exit status (here SIGCHLD is
  * ignored, so the kernel reaps it first), its output is not used: the
  * record is retried, neither a success nor the record's fault. */
@@ -544,7 +593,8 @@ int main(void)
         cmocka_unit_test(exec_failures),        cmocka_unit_test(exec_timeouts),
         cmocka_unit_test(plugin_abi),           cmocka_unit_test(exec_environment),
         cmocka_unit_test(exec_descriptors),     cmocka_unit_test(exec_process_group),
-        cmocka_unit_test(exec_stderr_secrets),  cmocka_unit_test(exec_wait_failure),
+        cmocka_unit_test(exec_stderr_secrets),  cmocka_unit_test(exec_time_budget),
+        cmocka_unit_test(exec_wait_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
