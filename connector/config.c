@@ -657,8 +657,10 @@ void is_config_print_help(FILE *fp, int markdown)
                     "`processors`: `processor.NAME.type` (plugin or exec), for a plugin "
                     "`processor.NAME.path` (the .so) and its own keys, for exec "
                     "`processor.NAME.command`, `processor.NAME.timeout.ms` (default 10000; "
-                    "less than `worker.stuck.timeout.ms`) and `processor.NAME.retries` "
-                    "(default 2). |\n");
+                    "less than `worker.stuck.timeout.ms`; cut to what is left of "
+                    "`limits.timeout.ms`), `processor.NAME.retries` (default 2) and "
+                    "`processor.NAME.env.VAR` (the program's environment: these plus "
+                    "`PATH=/usr/bin:/bin` and `LANG=C` unless set, nothing of the worker's). |\n");
     else
         fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
                     "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
@@ -667,8 +669,10 @@ void is_config_print_help(FILE *fp, int markdown)
                     "processor.* (string)\n    Settings of the processors named in processors: "
                     "processor.NAME.type (plugin or exec); plugin: processor.NAME.path and its own "
                     "keys; exec: processor.NAME.command, processor.NAME.timeout.ms (default "
-                    "10000; less than worker.stuck.timeout.ms), processor.NAME.retries (default "
-                    "2).\n");
+                    "10000; less than worker.stuck.timeout.ms; cut to what is left of "
+                    "limits.timeout.ms), processor.NAME.retries (default 2) and "
+                    "processor.NAME.env.VAR (the program's environment: these plus "
+                    "PATH=/usr/bin:/bin and LANG=C unless set, nothing of the worker's).\n");
 }
 
 /* kafka.* and processor.* properties whose values are secrets: librdkafka's

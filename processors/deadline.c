@@ -3,6 +3,7 @@
  */
 #include "deadline.h"
 
+#include <math.h>
 #include <time.h>
 
 static double now_s(void)
@@ -24,6 +25,14 @@ int is_deadline_passed(is_deadline_t *d)
     if (!atomic_load(&d->hit) && now_s() > d->end)
         atomic_store(&d->hit, 1);
     return atomic_load(&d->hit);
+}
+
+int64_t is_deadline_left_ms(is_deadline_t *d)
+{
+    double left = d->end - now_s();
+    if (is_deadline_passed(d) || left <= 0)
+        return 0;
+    return (int64_t)ceil(left * 1e3);
 }
 
 /* libvips' "eval" signal: runs while the image is being computed. The kill
