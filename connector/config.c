@@ -2,6 +2,7 @@
  * config.c - the configuration table and its parsers. See config.h.
  */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -534,9 +535,53 @@ done:
     return rc;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+/* The variables the kubelet injects for each Service of the namespace, here
+ * one whose name starts with "imgsink": NAME_SERVICE_HOST,
+ * NAME_SERVICE_PORT[_PORTNAME], NAME_PORT and NAME_PORT_<N>_<PROTO>[_ADDR|
+ * _PORT|_PROTO]. They are never keys, not even under the kafka. and
+ * processor. prefixes (IMGSINK_KAFKA_SERVICE_HOST of a Service named
+ * imgsink-kafka). */
+static int kubelet_service_var(const char *var, size_t n)
+{
+    char name[320];
+    unsigned port;
+    char proto[8];
+    int m;
+
+    if (n >= sizeof(name))
+        return 0;
+    snprintf(name, sizeof(name), "%.*s", (int)n, var);
+    if (ends_with(name, "_SERVICE_HOST") || ends_with(name, "_SERVICE_PORT") ||
+        strstr(name, "_SERVICE_PORT_") || ends_with(name, "_PORT"))
+        return 1;
+    for (const char *p = name; (p = strstr(p, "_PORT_")); p++) {
+        m = 0;
+        if (sscanf(p, "_PORT_%u_%7[A-Z]%n", &port, proto, &m) == 2 && m &&
+            (!strcmp(proto, "TCP") || !strcmp(proto, "UDP") || !strcmp(proto, "SCTP")) &&
+            (!p[m] || !strcmp(p + m, "_ADDR") || !strcmp(p + m, "_PORT") ||
+             !strcmp(p + m, "_PROTO")))
+            return 1;
+    }
+    return 0;
+}
+
+/* A key of the table, or under a prefix passed on (kafka.*, processor.*). */
+static int known_key(const char *key)
+{
+    return (!strncmp(key, "kafka.", 6) && key[6]) || (!strncmp(key, "processor.", 10) && key[10]) ||
+           find_key(key);
+}
+
 int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
 {
-    char key[256], why[1024];
+    char key[256], why[1024], ignored[1024] = "";
+    size_t nignored = 0, more = 0;
 
     for (char **e = environ; *e; e++) {
         if (strncmp(*e, "IMGSINK_", 8))
@@ -554,11 +599,30 @@ int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
          * local test stack's settings (test/stack/). */
         if (!strcmp(key, "config") || !strcmp(key, "stack.dir") || !strcmp(key, "cache"))
             continue;
+        /* Not a key: the environment of a pod holds variables the operator
+         * did not write (the kubelet's Service variables), so they are
+         * named in one warning and skipped, unlike a configuration file's
+         * lines. A known key with a bad value still stops start-up. */
+        if (kubelet_service_var(*e, n + 8) || !known_key(key)) {
+            size_t used = strlen(ignored);
+            if (used + n + 8 + 3 < sizeof(ignored))
+                snprintf(ignored + used, sizeof(ignored) - used, "%s%.*s", used ? ", " : "",
+                         (int)(n + 8), *e); /* the name only: a value may be a secret */
+            else
+                more++;
+            nignored++;
+            continue;
+        }
         if (is_config_set(cfg, key, eq + 1, why, sizeof(why))) {
             snprintf(errstr, errstr_size, "environment %.*s: %s", (int)(n + 8), *e, why);
             return -1;
         }
     }
+    if (nignored)
+        IS_WARN("config", json_pack("{s:s, s:i}", "variables", ignored, "count", (int)nignored),
+                "ignoring %zu IMGSINK_* environment variable%s naming no configuration key "
+                "(e.g. the kubelet's variables for a Service named imgsink*): %s%s",
+                nignored, nignored == 1 ? "" : "s", ignored, more ? ", ..." : "");
     return 0;
 }
 

@@ -469,14 +469,41 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
 
     if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;
-    /* Checked once here so a bad endpoint fails start-up, not a thread. */
+    /* Checked once here, with every setting the job threads use (job.c),
+     * so a bad endpoint or session token fails start-up, not a thread. */
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
                         .region = cfg->s3_region,
                         .bucket = cfg->s3_bucket,
                         .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key};
+                        .secret_key = cfg->s3_secret_key,
+                        .session_token = cfg->s3_session_token,
+                        .path_style = cfg->s3_path_style,
+                        .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
+                        /* a silent store must not hold start-up for long */
+                        .timeout_ms =
+                            (long)(cfg->s3_timeout_ms < 10000 ? cfg->s3_timeout_ms : 10000),
+                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        .sse_kms_key_id = cfg->s3_sse_kms_key_id};
     if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
+    /* Then the store is asked whether it accepts the credentials: keys it
+     * does not know, a wrong secret, an invalid or expired session token
+     * would fail every PUT. Not whether it answers: a store that is down
+     * now is retried by the jobs, as any outage. */
+    {
+        char key[1200], why[1024];
+        snprintf(key, sizeof(key), "%simgsink-credential-check", cfg->s3_prefix);
+        is_s3_result_t r = is_s3_check_credentials(probe, key, why, sizeof(why));
+        if (r == IS_S3_PERMANENT) {
+            snprintf(errstr, errstr_size, "s3 start-up check: %s", why);
+            goto done;
+        }
+        if (r == IS_S3_TRANSIENT)
+            IS_WARN("s3", NULL,
+                    "start-up check: the store did not answer whether it accepts the "
+                    "credentials (%s); records wait and are retried until it does",
+                    why);
+    }
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
     /* Before the consumer joins, so readiness is answered (503) from the
