@@ -50,20 +50,6 @@ typedef struct jctx {
  * pixel budget hooks the pipeline calls. */
 static _Thread_local is_slot_t *cur_slot;
 
-double is_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-int64_t is_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int giving_up(jctx_t *j)
 {
     return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel) ||

@@ -23,6 +23,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "dlq.h"
 #include "envelope.h"
@@ -126,10 +127,6 @@ void is_job_unref(is_job_t *job);
  * interrupts jobs without progress for worker.stuck.timeout.ms and hands
  * over the jobs of threads that stay stuck. */
 void is_watchdog_check(is_worker_t *w);
-
-/* CLOCK_MONOTONIC in seconds and milliseconds. */
-double is_now_s(void);
-int64_t is_now_ms(void);
 
 /* Pixel budget hooks given to the pipeline (job.c). */
 int is_job_reserve_pixels(void *ctx, int64_t pixels);
