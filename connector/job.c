@@ -465,9 +465,9 @@ int is_job_thread_start(is_worker_t *w)
     return 0;
 }
 
-int is_job_reserve_pixels(void *ctx, int64_t pixels)
+/* Blocks until slot's pipeline may hold pixels more of the budget. */
+int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     int rc = 0;
     pthread_mutex_lock(&w->lock);
     /* One image is always admitted when nothing else holds budget, so a
@@ -478,8 +478,8 @@ int is_job_reserve_pixels(void *ctx, int64_t pixels)
             break;
         }
         w->pixel_waiters++;
-        if (cur_slot) /* waiting for budget is not a stall */
-            atomic_store(&cur_slot->beat_ms, is_now_ms());
+        if (slot) /* waiting for budget is not a stall */
+            atomic_store(&slot->beat_ms, is_now_ms());
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 100 * 1000 * 1000;
@@ -492,22 +492,31 @@ int is_job_reserve_pixels(void *ctx, int64_t pixels)
     }
     if (!rc) {
         w->pixels += pixels;
-        if (cur_slot)
-            cur_slot->pixels += pixels;
+        if (slot)
+            slot->pixels += pixels;
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
 }
 
-void is_job_release_pixels(void *ctx, int64_t pixels)
+void is_job_budget_release(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     pthread_mutex_lock(&w->lock);
     /* A thread left behind had its budget returned when it was handed over. */
-    if (!cur_slot || !atomic_load(&cur_slot->orphaned))
+    if (!slot || !atomic_load(&slot->orphaned))
         w->pixels -= pixels;
-    if (cur_slot)
-        cur_slot->pixels -= pixels;
+    if (slot)
+        slot->pixels -= pixels;
     pthread_cond_broadcast(&w->cond_idle);
     pthread_mutex_unlock(&w->lock);
+}
+
+int is_job_reserve_pixels(void *ctx, int64_t pixels)
+{
+    return is_job_budget_reserve(ctx, cur_slot, pixels);
+}
+
+void is_job_release_pixels(void *ctx, int64_t pixels)
+{
+    is_job_budget_release(ctx, cur_slot, pixels);
 }

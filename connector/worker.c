@@ -441,6 +441,29 @@ static int join_threads(is_worker_t *w, double grace_s)
     return running;
 }
 
+int is_worker_sync_init(is_worker_t *w)
+{
+    if (pthread_mutex_init(&w->lock, NULL))
+        return -1;
+    if (pthread_cond_init(&w->cond_job, NULL)) {
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
+    if (pthread_cond_init(&w->cond_idle, NULL)) {
+        pthread_cond_destroy(&w->cond_job);
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
+    return 0;
+}
+
+void is_worker_sync_destroy(is_worker_t *w)
+{
+    pthread_cond_destroy(&w->cond_job);
+    pthread_cond_destroy(&w->cond_idle);
+    pthread_mutex_destroy(&w->lock);
+}
+
 int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic_t *stop,
                   char *errstr, size_t errstr_size)
 {
@@ -456,9 +479,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         nthreads + (cfg->worker_stuck_max_threads ? (int)cfg->worker_stuck_max_threads : nthreads);
     is_retry_budget_init(&w.budget, cfg->retry_budget_percent, cfg->retry_budget_min_per_second,
                          is_now_s());
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond_job, NULL);
-    pthread_cond_init(&w.cond_idle, NULL);
+    if (is_worker_sync_init(&w)) {
+        snprintf(errstr, errstr_size,
+                 "cannot initialise the worker's lock and condition variables");
+        return -1;
+    }
     is_pipeline_conf_init(&w.pconf, cfg);
     w.pconf.reserve = is_job_reserve_pixels;
     w.pconf.release = is_job_release_pixels;
@@ -588,8 +613,6 @@ done:
     free(w.args);
     is_retry_budget_destroy(&w.budget);
     is_pipeline_global_term();
-    pthread_cond_destroy(&w.cond_job);
-    pthread_cond_destroy(&w.cond_idle);
-    pthread_mutex_destroy(&w.lock);
+    is_worker_sync_destroy(&w);
     return rc;
 }

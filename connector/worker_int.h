@@ -128,8 +128,23 @@ void is_job_unref(is_job_t *job);
  * over the jobs of threads that stay stuck. */
 void is_watchdog_check(is_worker_t *w);
 
-/* Pixel budget hooks given to the pipeline (job.c). */
+/* The pixel budget (worker.max.inflight.pixels, job.c). reserve blocks
+ * until pixels more fit (one image is always admitted when nothing else
+ * holds budget) and returns 0, or -1 to give up (shutdown past its
+ * deadline); release returns what a successful reserve took. slot is the
+ * calling job thread's slot, which counts what its pipeline holds (NULL
+ * outside a job thread). Any thread; they take w->lock. */
+int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels);
+void is_job_budget_release(is_worker_t *w, is_slot_t *slot, int64_t pixels);
+
+/* The same as pipeline hooks (is_pipeline_conf_t.reserve/release): ctx is
+ * the worker, the slot that of the job thread calling. */
 int is_job_reserve_pixels(void *ctx, int64_t pixels);
 void is_job_release_pixels(void *ctx, int64_t pixels);
+
+/* w->lock and the condition variables, before any thread starts; destroy
+ * after the last one was joined (worker.c). Returns 0 or -1. */
+int is_worker_sync_init(is_worker_t *w);
+void is_worker_sync_destroy(is_worker_t *w);
 
 #endif
