@@ -470,10 +470,18 @@ int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
     int rc = 0;
     pthread_mutex_lock(&w->lock);
+    /* A thread left behind (orphaned, set by the watchdog under this lock)
+     * takes nothing: its budget was returned at the hand-over and its
+     * releases no longer count (is_job_budget_release), so whatever it
+     * took now would be held forever. Checked under the lock, so a reserve
+     * either happened before the hand-over (and was returned by it) or is
+     * refused. The pipeline then gives up, and so does the thread. */
+    if (slot && atomic_load(&slot->orphaned))
+        rc = -1;
     /* One image is always admitted when nothing else holds budget, so a
      * single image larger than the budget cannot wait forever. */
-    while (w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
-        if (atomic_load(&w->abandon)) {
+    while (!rc && w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
+        if (atomic_load(&w->abandon) || (slot && atomic_load(&slot->orphaned))) {
             rc = -1;
             break;
         }
