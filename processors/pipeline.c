@@ -402,6 +402,11 @@ done:
     return pr;
 }
 
+int64_t is_pipeline_pixels(int width, int height, int frames)
+{
+    return (int64_t)width * height * frames;
+}
+
 /* Header checks: format allowed, frames, pixels. Fills res; returns the
  * pixel count that decoding will touch, or -1 with errstr. */
 static int64_t check_header(run_t *rn, is_result_t *res, char *errstr, size_t errstr_size)
@@ -454,7 +459,7 @@ static int64_t check_header(run_t *rn, is_result_t *res, char *errstr, size_t er
         anim |= conf->renditions[i].animated && res->pages > 1;
     /* Only the first frame is decoded unless a rendition is animated; the
      * header's height is that of one frame for a single-page load. */
-    px = (int64_t)res->width * res->height * (anim ? res->pages : 1);
+    px = is_pipeline_pixels(res->width, res->height, anim ? res->pages : 1);
     if (px > conf->max_pixels) {
         snprintf(errstr, errstr_size,
                  "image is %dx%d%s%.0d = %lld pixels to decode, limits.max.pixels is %lld",
