@@ -404,7 +404,14 @@ done:
 
 int64_t is_pipeline_pixels(int width, int height, int frames)
 {
-    return (int64_t)width * height * frames;
+    /* Sides up to VIPS_MAX_COORD times limits.max.frames (up to 100000)
+     * can pass INT64_MAX: a wrapped product would be small or negative and
+     * pass limits.max.pixels. */
+    int64_t area, px;
+    if (__builtin_mul_overflow((int64_t)width, (int64_t)height, &area) ||
+        __builtin_mul_overflow(area, (int64_t)frames, &px))
+        return -1;
+    return px;
 }
 
 /* Header checks: format allowed, frames, pixels. Fills res; returns the
@@ -460,7 +467,12 @@ static int64_t check_header(run_t *rn, is_result_t *res, char *errstr, size_t er
     /* Only the first frame is decoded unless a rendition is animated; the
      * header's height is that of one frame for a single-page load. */
     px = is_pipeline_pixels(res->width, res->height, anim ? res->pages : 1);
-    if (px > conf->max_pixels) {
+    if (px < 0) {
+        snprintf(errstr, errstr_size,
+                 "image is %dx%d x frames %d: more pixels to decode than can be counted, "
+                 "limits.max.pixels is %lld",
+                 res->width, res->height, res->pages, (long long)conf->max_pixels);
+    } else if (px > conf->max_pixels) {
         snprintf(errstr, errstr_size,
                  "image is %dx%d%s%.0d = %lld pixels to decode, limits.max.pixels is %lld",
                  res->width, res->height, anim ? " x frames " : "", anim ? res->pages : 0,
