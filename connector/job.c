@@ -488,13 +488,8 @@ int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels)
         w->pixel_waiters++;
         if (slot) /* waiting for budget is not a stall */
             atomic_store(&slot->beat_ms, is_now_ms());
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        /* A slice, so w->abandon (set without a wake-up) is noticed. */
+        struct timespec ts = is_clock_deadline(100);
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
         w->pixel_waiters--;
     }

@@ -115,13 +115,7 @@ static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts
     while ((running = running_in(w, parts)) > 0 && is_now_s() < deadline &&
            !atomic_load(&w->abandon)) {
         is_health_beat(); /* waiting on the jobs is not a stall */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = is_clock_deadline(50);
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
     }
     for (int i = 0; i < w->nthreads; i++)
@@ -421,10 +415,8 @@ static int join_threads(is_worker_t *w, double grace_s)
         if (atomic_load(&w->slots[i].orphaned))
             continue;
         double left = until - is_now_s();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)(left > 0 ? left : 0);
-        if (pthread_timedjoin_np(w->threads[i], NULL, &ts)) {
+        struct timespec ts = is_clock_deadline(left > 0 ? (int64_t)(left * 1e3) : 0);
+        if (pthread_clockjoin_np(w->threads[i], NULL, CLOCK_MONOTONIC, &ts)) {
             pthread_mutex_lock(&w->lock);
             IS_ERR("worker",
                    json_pack("{s:i, s:s, s:i}", "thread", i, "topic", w->slots[i].topic,
@@ -445,11 +437,13 @@ int is_worker_sync_init(is_worker_t *w)
 {
     if (pthread_mutex_init(&w->lock, NULL))
         return -1;
-    if (pthread_cond_init(&w->cond_job, NULL)) {
+    /* Timed waits (drain_revoked, the pixel budget) count on the
+     * monotonic clock: a wall clock stepped back would stretch them. */
+    if (is_clock_cond_init(&w->cond_job)) {
         pthread_mutex_destroy(&w->lock);
         return -1;
     }
-    if (pthread_cond_init(&w->cond_idle, NULL)) {
+    if (is_clock_cond_init(&w->cond_idle)) {
         pthread_cond_destroy(&w->cond_job);
         pthread_mutex_destroy(&w->lock);
         return -1;

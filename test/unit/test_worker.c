@@ -1,7 +1,7 @@
 /*
  * test_worker.c - the worker core shared by the poll thread and the job
  * threads (worker_int.h), without a consumer: the pixel budget across a
- * watchdog hand-over.
+ * watchdog hand-over, and timed waits against a stepped wall clock.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -11,12 +11,28 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "worker_int.h"
+
+/* The wall clock as the code under test sees it: this file's definition
+ * interposes libc's for everything linked into the test. wall_ahead_s
+ * moves CLOCK_REALTIME forward, as if it had been stepped back by that
+ * much right after a deadline was computed from it; the kernel's own
+ * clocks (which pthread_cond_timedwait sleeps on) are untouched. */
+static atomic_int wall_ahead_s;
+
+int clock_gettime(clockid_t clk, struct timespec *ts)
+{
+    int rc = (int)syscall(SYS_clock_gettime, clk, ts);
+    if (!rc && clk == CLOCK_REALTIME)
+        ts->tv_sec += atomic_load(&wall_ahead_s);
+    return rc;
+}
 
 static void sleep_ms(int ms)
 {
@@ -112,10 +128,74 @@ static void left_behind_thread_holds_no_budget(void **state)
     is_config_destroy(cfg);
 }
 
+typedef struct waiter {
+    is_worker_t *w;
+    is_slot_t *slot;
+    int64_t pixels;
+    int rc;
+    atomic_int done;
+} waiter_t;
+
+static void *reserve_thread(void *arg)
+{
+    waiter_t *wt = arg;
+    wt->rc = is_job_budget_reserve(wt->w, wt->slot, wt->pixels);
+    atomic_store(&wt->done, 1);
+    return NULL;
+}
+
+/* A job waiting for pixel budget notices a shutdown past its deadline
+ * (w->abandon, set without a wake-up) within its 100 ms slice, whatever
+ * the wall clock does meanwhile. */
+static void budget_wait_ignores_wall_clock_steps(void **state)
+{
+    (void)state;
+    is_config_t *cfg = is_config_new();
+    is_worker_t w;
+    is_slot_t holder = {.partition = -1}, slot = {.partition = -1};
+    cfg->worker_max_inflight_pixels = 1000;
+    worker_init(&w, cfg, 1);
+    assert_int_equal(is_job_budget_reserve(&w, &holder, 1000), 0);
+
+    atomic_store(&wall_ahead_s, 3600);
+    waiter_t wt = {.w = &w, .slot = &slot, .pixels = 500};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reserve_thread, &wt), 0);
+    int waiting = 0;
+    for (int i = 0; i < 500 && !waiting; i++) {
+        pthread_mutex_lock(&w.lock);
+        waiting = w.pixel_waiters > 0;
+        pthread_mutex_unlock(&w.lock);
+        if (!waiting)
+            sleep_ms(10);
+    }
+    atomic_store(&w.abandon, 1);
+    int64_t t0 = is_now_ms();
+    while (!atomic_load(&wt.done) && is_now_ms() - t0 < 5000)
+        sleep_ms(10);
+    int noticed = atomic_load(&wt.done);
+    int64_t took = is_now_ms() - t0;
+    /* Wake it in any case so the test ends. */
+    pthread_mutex_lock(&w.lock);
+    pthread_cond_broadcast(&w.cond_idle);
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(th, NULL);
+    atomic_store(&wall_ahead_s, 0);
+    print_message("# budget wait gave up %lld ms after the shutdown deadline (bound 5000)\n",
+                  (long long)took);
+    assert_true(waiting);
+    assert_true(noticed);
+    assert_int_equal(wt.rc, -1);
+    assert_int_equal(w.pixels, 1000);
+    worker_fini(&w);
+    is_config_destroy(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(left_behind_thread_holds_no_budget),
+        cmocka_unit_test(budget_wait_ignores_wall_clock_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
