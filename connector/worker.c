@@ -363,8 +363,11 @@ static void drain_all(is_worker_t *w)
     double deadline = is_now_s() + w->cfg->shutdown_timeout_ms / 1e3;
 
     pthread_mutex_lock(&w->lock);
-    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)w->inflight),
+    size_t inflight = w->inflight;
+    pthread_mutex_unlock(&w->lock);
+    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)inflight),
             "stopping: finishing records in flight");
+    pthread_mutex_lock(&w->lock);
     while (w->inflight > 0) {
         pthread_mutex_unlock(&w->lock);
         /* Offsets are stored while draining, so a slow straggler does not
@@ -417,12 +420,17 @@ static int join_threads(is_worker_t *w, double grace_s)
         double left = until - is_now_s();
         struct timespec ts = is_clock_deadline(left > 0 ? (int64_t)(left * 1e3) : 0);
         if (pthread_clockjoin_np(w->threads[i], NULL, CLOCK_MONOTONIC, &ts)) {
+            char topic[sizeof(w->slots[i].topic)];
+            int32_t partition;
+            /* Copied under the lock, logged without it (a blocked stderr). */
             pthread_mutex_lock(&w->lock);
-            IS_ERR("worker",
-                   json_pack("{s:i, s:s, s:i}", "thread", i, "topic", w->slots[i].topic,
-                             "partition", (int)w->slots[i].partition),
-                   "job thread did not stop; exiting without it (its record stays uncommitted)");
+            memcpy(topic, w->slots[i].topic, sizeof(topic));
+            partition = w->slots[i].partition;
             pthread_mutex_unlock(&w->lock);
+            IS_ERR("worker",
+                   json_pack("{s:i, s:s, s:i}", "thread", i, "topic", topic, "partition",
+                             (int)partition),
+                   "job thread did not stop; exiting without it (its record stays uncommitted)");
             running++;
         }
     }

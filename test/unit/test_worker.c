@@ -1,8 +1,10 @@
 /*
  * test_worker.c - the worker core shared by the poll thread and the job
  * threads (worker_int.h), without a consumer: the pixel budget across a
- * watchdog hand-over, and timed waits against a stepped wall clock.
+ * watchdog hand-over, timed waits against a stepped wall clock, and the
+ * watchdog's logging while stderr is blocked.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,11 +193,82 @@ static void budget_wait_ignores_wall_clock_steps(void **state)
     is_config_destroy(cfg);
 }
 
+typedef struct watch {
+    is_worker_t *w;
+    atomic_int done;
+} watch_t;
+
+static void *watchdog_thread(void *arg)
+{
+    watch_t *wa = arg;
+    is_watchdog_check(wa->w);
+    atomic_store(&wa->done, 1);
+    return NULL;
+}
+
+/* stderr that nobody reads (a full pipe: a stalled log collector) blocks
+ * the watchdog's log line. It must block the poll thread only, never with
+ * w->lock held: every job thread takes that lock to finish a record. */
+static void watchdog_logs_without_the_worker_lock(void **state)
+{
+    (void)state;
+    is_config_t *cfg = is_config_new();
+    is_worker_t w;
+    watch_t wa = {.w = &w};
+    int fds[2], saved = dup(STDERR_FILENO);
+    cfg->worker_stuck_timeout_ms = 1000;
+    worker_init(&w, cfg, 1);
+    slot_running(&w, 0, 10000);
+
+    assert_true(saved >= 0);
+    assert_int_equal(pipe(fds), 0);
+    /* Fill the pipe, then make writes to it block again. */
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    char junk[4096];
+    memset(junk, 'x', sizeof(junk));
+    while (write(fds[1], junk, sizeof(junk)) > 0)
+        ;
+    fcntl(fds[1], F_SETFL, 0);
+    dup2(fds[1], STDERR_FILENO);
+
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, watchdog_thread, &wa), 0);
+    /* The watchdog found the job stuck (it sets interrupt under the lock)
+     * and is now logging it, into the full pipe. */
+    int64_t t0 = is_now_ms();
+    while (!atomic_load(&w.slots[0].interrupt) && is_now_ms() - t0 < 5000)
+        sleep_ms(5);
+    int found = atomic_load(&w.slots[0].interrupt);
+    struct timespec until = is_clock_deadline(2000);
+    int locked = pthread_mutex_clocklock(&w.lock, CLOCK_MONOTONIC, &until);
+    if (!locked)
+        pthread_mutex_unlock(&w.lock);
+
+    /* Unblock the watchdog (read what it wrote), then put stderr back. */
+    fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    while (!atomic_load(&wa.done)) {
+        while (read(fds[0], junk, sizeof(junk)) > 0)
+            ;
+        sleep_ms(5);
+    }
+    pthread_join(th, NULL);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[0]);
+    close(fds[1]);
+
+    assert_true(found);
+    assert_int_equal(locked, 0); /* not ETIMEDOUT: the lock was free */
+    worker_fini(&w);
+    is_config_destroy(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(left_behind_thread_holds_no_budget),
         cmocka_unit_test(budget_wait_ignores_wall_clock_steps),
+        cmocka_unit_test(watchdog_logs_without_the_worker_lock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
