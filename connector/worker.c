@@ -169,7 +169,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_parts("partitions assigned", parts);
         for (int i = 0; i < parts->cnt; i++)
-            is_offsets_add_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+            if (!is_offsets_add_partition(w->offsets, parts->elems[i].topic,
+                                          parts->elems[i].partition)) {
+                /* Untracked: its records are dropped unprocessed, nothing
+                 * of it is stored; stop as for any record (out_of_memory). */
+                IS_ERR("worker",
+                       json_pack("{s:s, s:i}", "topic", parts->elems[i].topic, "partition",
+                                 (int)parts->elems[i].partition),
+                       "out of memory (offset tracker): stopping; the partition stays "
+                       "uncommitted");
+                atomic_store(&w->oom, 1);
+            }
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
@@ -277,15 +287,46 @@ static void backpressure(is_worker_t *w)
     }
 }
 
+/* Out of memory for a record's bookkeeping: the record is neither
+ * processed nor skipped. The worker stops fetching, finishes and commits
+ * what is in flight, never past this record (the tracker takes no later
+ * offset of its partition, or holds this one undone), and exits non-zero
+ * for the orchestrator to restart it with fresh memory; the record is
+ * processed again then. Pausing and retrying in place would keep a member
+ * that cannot allocate in the group, and a record fetched again after a
+ * rebalance would break the tracker's increasing order. Poll thread. */
+static void out_of_memory(is_worker_t *w, const rd_kafka_message_t *rkm, const char *what)
+{
+    IS_ERR("worker",
+           json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(rkm->rkt), "partition",
+                     (int)rkm->partition, "offset", (json_int_t)rkm->offset),
+           "out of memory (%s): stopping; this record and what follows it in its partition "
+           "stay uncommitted",
+           what);
+    atomic_store(&w->oom, 1);
+}
+
 static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
 {
-    uint64_t gen =
-        is_offsets_add(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
-    if (!gen) { /* not (or no longer) assigned: the owner will process it */
+    uint64_t gen = 0;
+    switch (is_offsets_add(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset,
+                           &gen)) {
+    case IS_OFFSETS_ADDED:
+        break;
+    case IS_OFFSETS_UNTRACKED: /* not (or no longer) assigned: the owner will process it */
+        rd_kafka_message_destroy(rkm);
+        return;
+    case IS_OFFSETS_NOMEM:
+        out_of_memory(w, rkm, "offset tracker");
         rd_kafka_message_destroy(rkm);
         return;
     }
     is_job_t *job = calloc(1, sizeof(*job));
+    if (!job) { /* tracked and never done: no stored offset passes it */
+        out_of_memory(w, rkm, "job");
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
     job->rkm = rkm;
     job->gen = gen;
     job->refs = 1;
@@ -336,7 +377,12 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     rd_kafka_poll_set_consumer(rk);
 
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(4);
-    topics = strdup(w->cfg->input_topics);
+    if (!(topics = strdup(w->cfg->input_topics))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        rd_kafka_topic_partition_list_destroy(subs);
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
     for (char *t = strtok_r(topics, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
         rd_kafka_topic_partition_list_add(subs, t, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, subs);
@@ -527,7 +573,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                       "max_inflight", (json_int_t)max_inflight(&w)),
             "imgsink %s started", IS_VERSION);
 
-    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit)) {
+    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit) &&
+           !atomic_load(&w.oom)) {
         is_health_beat();
         if (is_now_s() - last_watch >= 1.0) {
             is_watchdog_check(&w);
@@ -567,6 +614,12 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                  "(%d) were left behind already (see the watchdog log above); exiting so the "
                  "orchestrator restarts this member; the stuck records stay uncommitted",
                  w.maxthreads - nthreads);
+        goto done;
+    }
+    if (atomic_load(&w.oom)) {
+        snprintf(errstr, errstr_size,
+                 "out of memory tracking a record (see the log above); exiting so the "
+                 "orchestrator restarts this member; the record stays uncommitted");
         goto done;
     }
     rc = 0;

@@ -102,6 +102,7 @@ typedef struct is_worker {
     atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
     atomic_int fatal;
     atomic_int stuck_exit; /* too many stuck threads: stop, exit non-zero */
+    atomic_int oom;        /* a record could not be tracked: stop, exit non-zero */
 
     /* counters, logged at exit */
     atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances, n_stuck;
