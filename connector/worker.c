@@ -25,11 +25,18 @@
 
 static size_t max_inflight(const is_worker_t *w)
 {
-    /* Generous by default: each pause costs about a second of idle time,
-     * because librdkafka drops the records it prefetched for a paused
-     * partition and fetches them again after resume (measured by the fault
-     * suite: 4 in flight gave ~5 records/s, 64 gave ~47). Memory stays
-     * bounded by the pixel budget and librdkafka's prefetch limits. */
+    /* Each pause costs about a second of idle time, because librdkafka
+     * drops the records it prefetched for a paused partition and fetches
+     * them again after resume (measured by the fault suite: 4 in flight
+     * gave ~5 records/s, 64 gave ~47). Resuming at half the bound, the 8
+     * records per thread still queued cover that second for images of
+     * 125 ms or more; less would idle the threads on every pause. Deeper
+     * buys nothing: the queue only has to bridge the refetch. What a
+     * SIGKILL repeats is not the queue (never started) but what finished
+     * behind a slower record of its partition, capped by this bound, and
+     * what finished since the last commit (auto.commit.interval.ms, one
+     * second). Memory stays bounded by the pixel budget and librdkafka's
+     * prefetch limits. */
     return w->cfg->worker_max_inflight ? (size_t)w->cfg->worker_max_inflight
                                        : (size_t)(16 * w->nthreads);
 }
@@ -362,6 +369,13 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
         goto fail;
     if (!is_config_kafka_get(w->cfg, "auto.offset.reset") &&
         is_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))
+        goto fail;
+    /* librdkafka commits stored offsets every 5 s by default, and a SIGKILL
+     * repeats what finished since the last commit (the fault suite counted
+     * about 37 records per kill): commit every second unless the operator
+     * chose otherwise. */
+    if (!is_config_kafka_get(w->cfg, "auto.commit.interval.ms") &&
+        is_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size))
         goto fail;
     /* Statistics feed the lag metric and readiness (stats.h). */
     if (!is_config_kafka_get(w->cfg, "statistics.interval.ms") &&
