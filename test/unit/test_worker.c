@@ -78,11 +78,16 @@ static void slot_running(is_worker_t *w, int i, int64_t idle_ms)
         w->nthreads = i + 1;
 }
 
-/* Stands in for a stuck job thread: the watchdog detaches it. */
+/* Stands in for a stuck job thread: the watchdog detaches it, so it is
+ * told to end and says it did through statics, not the test's stack. */
+static atomic_int parked_wake, parked_done;
+
 static void *parked(void *arg)
 {
-    while (!atomic_load((atomic_int *)arg))
+    (void)arg;
+    while (!atomic_load(&parked_wake))
         sleep_ms(5);
+    atomic_store(&parked_done, 1);
     return NULL;
 }
 
@@ -95,7 +100,6 @@ static void left_behind_thread_holds_no_budget(void **state)
     (void)state;
     is_config_t *cfg = is_config_new();
     is_worker_t w;
-    atomic_int wake = 0;
     cfg->worker_max_inflight_pixels = 1000;
     cfg->worker_stuck_timeout_ms = 1000;
     worker_init(&w, cfg, 1); /* no replacement: the watchdog stops the worker */
@@ -104,12 +108,12 @@ static void left_behind_thread_holds_no_budget(void **state)
     /* Before it hung, it held 300 pixels of an earlier run. */
     assert_int_equal(is_job_budget_reserve(&w, stuck, 300), 0);
     slot_running(&w, 0, 10000);
-    assert_int_equal(pthread_create(&w.threads[0], NULL, parked, &wake), 0);
+    assert_int_equal(pthread_create(&w.threads[0], NULL, parked, NULL), 0);
     is_watchdog_check(&w); /* interrupts */
     is_watchdog_check(&w); /* still no beat: left behind */
     assert_true(atomic_load(&stuck->orphaned));
     assert_int_equal(w.pixels, 0); /* what it held was returned */
-    atomic_store(&wake, 1);
+    atomic_store(&parked_wake, 1);
 
     /* It comes back: the earlier run ends, then its pipeline reaches the
      * budget and, like every run, releases only what a reserve gave it. */
@@ -126,6 +130,8 @@ static void left_behind_thread_holds_no_budget(void **state)
     assert_int_equal(w.pixels, 1000);
     is_job_budget_release(&w, &other, 1000);
     assert_int_equal(w.pixels, 0);
+    while (!atomic_load(&parked_done))
+        sleep_ms(5);
     worker_fini(&w);
     is_config_destroy(cfg);
 }
