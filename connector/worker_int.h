@@ -11,7 +11,10 @@
  *     DLQ) and mark their offsets done in the tracker.
  *   - w->lock protects the queue, the running slots, the in-flight counters
  *     and the pixel budget; the tracker has its own lock. Never hold
- *     w->lock while calling into librdkafka, libvips or libcurl.
+ *     w->lock while calling into librdkafka, libvips or libcurl, nor while
+ *     logging: a blocked stderr would stop every job thread.
+ *   - Timed waits on cond_job and cond_idle count on CLOCK_MONOTONIC
+ *     (clock.h, is_worker_sync_init).
  */
 #ifndef IS_WORKER_INT_H
 #define IS_WORKER_INT_H
@@ -132,7 +135,8 @@ void is_watchdog_check(is_worker_t *w);
 /* The pixel budget (worker.max.inflight.pixels, job.c). reserve blocks
  * until pixels more fit (one image is always admitted when nothing else
  * holds budget) and returns 0, or -1 to give up (shutdown past its
- * deadline); release returns what a successful reserve took. slot is the
+ * deadline, or the calling thread was left behind by the watchdog: it may
+ * hold no budget, see job.c); release returns what a successful reserve took. slot is the
  * calling job thread's slot, which counts what its pipeline holds (NULL
  * outside a job thread). Any thread; they take w->lock. */
 int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels);
