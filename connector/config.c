@@ -90,8 +90,11 @@ static const is_ckey_t keys[] = {
      "number of cores."},
     {"worker.max.inflight", T_INT, O(worker_max_inflight), "0", 0, 100000, NULL, 0,
      "Records dispatched but not finished before the worker pauses its partitions (it keeps "
-     "polling to stay in the group); 0 means 16 x worker.threads. Each pause costs about a "
-     "second (librdkafka refetches what it had prefetched), so keep it generous."},
+     "polling to stay in the group); it resumes at half. 0 means 16 x worker.threads: each "
+     "pause costs about a second (librdkafka refetches what it had prefetched), and the 8 "
+     "records per thread left at resume cover that second for images of 125 ms or more. "
+     "Deeper only adds to what a killed worker repeats: records finished behind a slower one "
+     "of their partition, which this bounds."},
     {"worker.max.inflight.pixels", T_INT, O(worker_max_inflight_pixels), "400000000", 1,
      INT64_C(1) << 40, NULL, 0,
      "Memory budget in decoded pixels (width x height from the header) across running jobs; "
@@ -716,7 +719,9 @@ void is_config_print_help(FILE *fp, int markdown)
                     "`kafka.bootstrap.servers` (**required**), `kafka.group.id` (default "
                     "`imgsink`), `kafka.group.instance.id`, `kafka.statistics.interval.ms` "
                     "(default 5000 for `imgsink run`: consumer lag and readiness; 0 turns "
-                    "them off). |\n"
+                    "them off), `kafka.auto.commit.interval.ms` (default 1000 for `imgsink "
+                    "run`: how often stored offsets are committed, about what a killed "
+                    "worker repeats). |\n"
                     "| `processor.*` | string | | | Settings of the processors named in "
                     "`processors`: `processor.NAME.type` (plugin or exec), for a plugin "
                     "`processor.NAME.path` (the .so) and its own keys, for exec "
@@ -729,7 +734,9 @@ void is_config_print_help(FILE *fp, int markdown)
         fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
                     "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
                     "kafka.group.instance.id, kafka.statistics.interval.ms (default 5000 for "
-                    "imgsink run: consumer lag and readiness; 0 turns them off).\n"
+                    "imgsink run: consumer lag and readiness; 0 turns them off), "
+                    "kafka.auto.commit.interval.ms (default 1000 for imgsink run: how often "
+                    "stored offsets are committed, about what a killed worker repeats).\n"
                     "processor.* (string)\n    Settings of the processors named in processors: "
                     "processor.NAME.type (plugin or exec); plugin: processor.NAME.path and its own "
                     "keys; exec: processor.NAME.command, processor.NAME.timeout.ms (default "

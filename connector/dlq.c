@@ -55,13 +55,18 @@ is_dlq_t *is_dlq_new(const is_config_t *cfg, char *errstr, size_t errstr_size)
         return NULL;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    dlq = calloc(1, sizeof(*dlq));
-    if (!(dlq->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
+    if (!(dlq = calloc(1, sizeof(*dlq))) || !(dlq->topic = strdup(cfg->dlq_topic))) {
+        snprintf(errstr, errstr_size, "out of memory");
         rd_kafka_conf_destroy(conf);
         free(dlq);
         return NULL;
     }
-    dlq->topic = strdup(cfg->dlq_topic);
+    if (!(dlq->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        free(dlq->topic);
+        free(dlq);
+        return NULL;
+    }
     return dlq;
 }
 

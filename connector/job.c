@@ -50,20 +50,6 @@ typedef struct jctx {
  * pixel budget hooks the pipeline calls. */
 static _Thread_local is_slot_t *cur_slot;
 
-double is_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-int64_t is_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int giving_up(jctx_t *j)
 {
     return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel) ||
@@ -540,49 +526,61 @@ int is_job_thread_start(is_worker_t *w)
     return 0;
 }
 
-int is_job_reserve_pixels(void *ctx, int64_t pixels)
+/* Blocks until slot's pipeline may hold pixels more of the budget. */
+int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     int rc = 0;
     pthread_mutex_lock(&w->lock);
+    /* A thread left behind (orphaned, set by the watchdog under this lock)
+     * takes nothing: its budget was returned at the hand-over and its
+     * releases no longer count (is_job_budget_release), so whatever it
+     * took now would be held forever. Checked under the lock, so a reserve
+     * either happened before the hand-over (and was returned by it) or is
+     * refused. The pipeline then gives up, and so does the thread. */
+    if (slot && atomic_load(&slot->orphaned))
+        rc = -1;
     /* One image is always admitted when nothing else holds budget, so a
      * single image larger than the budget cannot wait forever. */
-    while (w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
-        if (atomic_load(&w->abandon)) {
+    while (!rc && w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
+        if (atomic_load(&w->abandon) || (slot && atomic_load(&slot->orphaned))) {
             rc = -1;
             break;
         }
         w->pixel_waiters++;
-        if (cur_slot) /* waiting for budget is not a stall */
-            atomic_store(&cur_slot->beat_ms, is_now_ms());
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        if (slot) /* waiting for budget is not a stall */
+            atomic_store(&slot->beat_ms, is_now_ms());
+        /* A slice, so w->abandon (set without a wake-up) is noticed. */
+        struct timespec ts = is_clock_deadline(100);
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
         w->pixel_waiters--;
     }
     if (!rc) {
         w->pixels += pixels;
-        if (cur_slot)
-            cur_slot->pixels += pixels;
+        if (slot)
+            slot->pixels += pixels;
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
 }
 
-void is_job_release_pixels(void *ctx, int64_t pixels)
+void is_job_budget_release(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     pthread_mutex_lock(&w->lock);
     /* A thread left behind had its budget returned when it was handed over. */
-    if (!cur_slot || !atomic_load(&cur_slot->orphaned))
+    if (!slot || !atomic_load(&slot->orphaned))
         w->pixels -= pixels;
-    if (cur_slot)
-        cur_slot->pixels -= pixels;
+    if (slot)
+        slot->pixels -= pixels;
     pthread_cond_broadcast(&w->cond_idle);
     pthread_mutex_unlock(&w->lock);
+}
+
+int is_job_reserve_pixels(void *ctx, int64_t pixels)
+{
+    return is_job_budget_reserve(ctx, cur_slot, pixels);
+}
+
+void is_job_release_pixels(void *ctx, int64_t pixels)
+{
+    is_job_budget_release(ctx, cur_slot, pixels);
 }

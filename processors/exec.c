@@ -13,6 +13,8 @@
  */
 #include "exec.h"
 
+#include "clock.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,13 +35,6 @@
 #define RAW_TAIL (8 * IS_EXEC_STDERR_TAIL)
 
 static char *const default_env[] = {"PATH=/usr/bin:/bin", "LANG=C", NULL};
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void close_fd(int *fd)
 {
@@ -265,7 +260,7 @@ is_exec_status_t is_exec_run(const char *command, const void *in, size_t len,
     is_exec_status_t st = IS_EXEC_SPAWN_ERROR;
     char *buf = NULL, tail[RAW_TAIL];
     size_t blen = 0, cap = 0, tlen = 0, off = 0;
-    int64_t deadline = now_ms() + o->timeout_ms;
+    int64_t deadline = is_now_ms() + o->timeout_ms;
     int status = 0, spawned_attrs = 0, timed_out = 0, too_large = 0, io_error = 0;
     int exited = 0, wait_errno = 0;
 
@@ -317,7 +312,7 @@ is_exec_status_t is_exec_run(const char *command, const void *in, size_t len,
 
     while (sout[0] >= 0 || serr[0] >= 0) {
         struct pollfd p[3] = {{sin[0], POLLOUT, 0}, {sout[0], POLLIN, 0}, {serr[0], POLLIN, 0}};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - is_now_ms();
         if (left <= 0) {
             timed_out = 1;
             break;
@@ -388,7 +383,7 @@ is_exec_status_t is_exec_run(const char *command, const void *in, size_t len,
         }
         if (e)
             break;
-        if (timed_out || too_large || io_error || now_ms() >= deadline) {
+        if (timed_out || too_large || io_error || is_now_ms() >= deadline) {
             timed_out = !too_large && !io_error;
             kill(-pid, SIGKILL);
             if (has_exited(pid, 1) < 0)

@@ -321,6 +321,23 @@ static void animation(void **state)
     is_config_destroy(acfg);
 }
 
+/* width x height x frames, as the header check counts it, never wraps:
+ * libvips opens images up to VIPS_MAX_COORD a side, and limits.max.frames
+ * may be raised to 100000, which is 1e19 pixels, past what int64 holds. A
+ * count that does not fit is over any limit (-1), never a small or negative
+ * number that would pass limits.max.pixels. */
+static void pixel_count_overflow(void **state)
+{
+    (void)state;
+    assert_int_equal(is_pipeline_pixels(64, 48, 12), 36864);
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 1),
+                     INT64_C(100000000000000));
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 92233),
+                     INT64_C(9223300000000000000));
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 100000), -1);
+    assert_int_equal(is_pipeline_pixels(INT32_MAX, INT32_MAX, INT32_MAX), -1);
+}
+
 /* The icc option keeps the ICC profile and nothing else. */
 static void keep_icc(void **state)
 {
@@ -451,6 +468,7 @@ int main(void)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(too_many_bytes);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(time_limit);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(animation);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(pixel_count_overflow);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(keep_icc);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(phash_and_colour);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(report_and_leaks);
