@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "claimcheck.h"
+
 extern char **environ;
 
 typedef enum { T_STR, T_INT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_RENDITIONS } is_ctype_t;
@@ -145,6 +147,14 @@ static const is_ckey_t keys[] = {
     {"http.health.stall.ms", T_INT, O(http_health_stall_ms), "30000", 100, 3600000, NULL, 0,
      "/healthz answers 503 once the poll loop has not run for this long (stuck in a call that "
      "does not return): a liveness probe then restarts the worker."},
+    {"claimcheck.allowed", T_STR, O(claimcheck_allowed), "", 0, 0, NULL, 0,
+     "Objects a record's ObjectRef (claim check) may make the worker read, with its own "
+     "credentials: comma-separated BUCKET/PREFIX entries, {tenant} standing for the record's "
+     "tenant as a whole segment, e.g. raw/uploads/{tenant}/. End a prefix with '/': raw/up "
+     "would match raw/upload/ too. A ref outside every entry, with a key that has an empty, "
+     "'.' or '..' segment, a leading '/', a '%' or a backslash, or whose size, sha256 or "
+     "version_id does not match the object, goes to the DLQ (class claim-check). Empty: every "
+     "claim check is refused."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -563,6 +573,7 @@ int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
 
 int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    char why[512];
     for (size_t i = 0; i < NKEYS; i++) {
         if (!(keys[i].flags & F_REQUIRED))
             continue;
@@ -595,6 +606,13 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
                  (long long)cfg->worker_stuck_timeout_ms, (long long)cfg->limits_timeout_ms);
         return -1;
     }
+    /* Parsed here to be validated; the worker parses it again for itself. */
+    is_claimcheck_t *cc = is_claimcheck_new(cfg->claimcheck_allowed, why, sizeof(why));
+    if (!cc) {
+        snprintf(errstr, errstr_size, "claimcheck.allowed=%s: %s", cfg->claimcheck_allowed, why);
+        return -1;
+    }
+    is_claimcheck_destroy(cc);
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {
         snprintf(errstr, errstr_size,
                  "retry.backoff.initial.ms=%lld: expected at most retry.backoff.max.ms (%lld)",

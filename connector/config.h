@@ -78,6 +78,8 @@ typedef struct is_config {
     /* HTTP endpoints: /metrics, /healthz, /readyz (connector/http.c) */
     char *http_listen; /* "" disables */
     int64_t http_health_stall_ms;
+    /* trust boundaries of the record: claim-check reads */
+    char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

@@ -477,6 +477,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                         .secret_key = cfg->s3_secret_key};
     if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
+    if (!(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
+        goto done; /* validated with the configuration: out of memory */
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
     /* Before the consumer joins, so readiness is answered (503) from the
@@ -583,6 +585,7 @@ done:
     is_dlq_destroy(w.dlq);
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
+    is_claimcheck_destroy(w.claimcheck);
     free(w.threads);
     free(w.slots);
     free(w.args);

@@ -23,6 +23,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "claimcheck.h"
 #include "config.h"
 #include "dlq.h"
 #include "envelope.h"
@@ -94,6 +95,10 @@ typedef struct is_worker {
     struct is_job_arg *args;
 
     is_retry_budget_t budget;
+
+    /* Built at start-up from the configuration, read-only after: what a
+     * record may reference (claimcheck.allowed). */
+    is_claimcheck_t *claimcheck;
 
     /* Partitions paused for backpressure (poll thread only), or NULL. */
     rd_kafka_topic_partition_list_t *paused;
