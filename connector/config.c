@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "claimcheck.h"
+#include "keys.h"
 
 extern char **environ;
 
@@ -155,6 +156,11 @@ static const is_ckey_t keys[] = {
      "'.' or '..' segment, a leading '/', a '%' or a backslash, or whose size, sha256 or "
      "version_id does not match the object, goes to the DLQ (class claim-check). Empty: every "
      "claim check is refused."},
+    {"retention.classes", T_STR, O(retention_classes), "7", 0, 0, NULL, 0,
+     "Retention classes in days a record may ask for (retention_days), comma-separated, each in "
+     "1..3650. Objects are tagged retention=Nd; the bucket needs a lifecycle rule per class "
+     "(checked by imgsink check and at start-up). A record asking for another value goes to the "
+     "DLQ (class record)."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -574,6 +580,7 @@ int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
 int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
     char why[512];
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays;
     for (size_t i = 0; i < NKEYS; i++) {
         if (!(keys[i].flags & F_REQUIRED))
             continue;
@@ -613,6 +620,10 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
         return -1;
     }
     is_claimcheck_destroy(cc);
+    if (is_keys_retention_classes(cfg->retention_classes, days, &ndays, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "retention.classes=%s: %s", cfg->retention_classes, why);
+        return -1;
+    }
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {
         snprintf(errstr, errstr_size,
                  "retry.backoff.initial.ms=%lld: expected at most retry.backoff.max.ms (%lld)",

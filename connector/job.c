@@ -252,6 +252,15 @@ static int claim_check(jctx_t *j, const is_record_t *rec, void **body, size_t *l
     return 0;
 }
 
+/* Is days one of retention.classes? */
+static int retention_allowed(const is_worker_t *w, int days)
+{
+    for (int i = 0; i < w->nretention; i++)
+        if (w->retention_days[i] == days)
+            return 1;
+    return 0;
+}
+
 /* PUTs the renditions, then metadata.json: its presence means the record is
  * complete. Returns REC_WRITTEN, or the outcome with *klass and reason. */
 static rec_outcome_t write_outputs(jctx_t *j, const rd_kafka_message_t *rkm, const is_record_t *rec,
@@ -317,6 +326,16 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
     if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
                            (size_t)w->cfg->input_max_record_bytes, &rec, reason, reason_size)) {
         *klass = "envelope";
+        goto done;
+    }
+    /* Only classes with a lifecycle rule: any other value would be kept
+     * forever. */
+    if (!retention_allowed(w, rec->retention_days)) {
+        snprintf(reason, reason_size,
+                 "retention_days %d is not an allowed retention class (retention.classes=%s): no "
+                 "lifecycle rule would expire its objects",
+                 (int)rec->retention_days, w->cfg->retention_classes);
+        *klass = "record";
         goto done;
     }
     if (is_keys_tagging(rec->retention_days, rec->source, tagging, sizeof(tagging))) {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "health.h"
 #include "http.h"
 #include "kafka.h"
@@ -469,17 +470,30 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
 
     if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;
-    /* Checked once here so a bad endpoint fails start-up, not a thread. */
+    /* Checked once here so a bad endpoint fails start-up, not a thread. The
+     * probe also reads the lifecycle rules: a short timeout, so a store
+     * that hangs delays start-up by seconds, not a whole s3.timeout.ms. */
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
                         .region = cfg->s3_region,
                         .bucket = cfg->s3_bucket,
                         .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key};
+                        .secret_key = cfg->s3_secret_key,
+                        .session_token = cfg->s3_session_token,
+                        .path_style = cfg->s3_path_style,
+                        .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
+                        .timeout_ms =
+                            cfg->s3_timeout_ms < 10000 ? (long)cfg->s3_timeout_ms : 10000L};
     if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
-    if (!(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
+    if (is_keys_retention_classes(cfg->retention_classes, w.retention_days, &w.nretention, errstr,
+                                  errstr_size) ||
+        !(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
         goto done; /* validated with the configuration: out of memory */
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
+        goto done;
+    /* After everything checked locally (the DLQ producer validates the
+     * kafka.* properties), before the group sees us. */
+    if (is_check_lifecycle_startup(cfg, probe, errstr, errstr_size))
         goto done;
     /* Before the consumer joins, so readiness is answered (503) from the
      * start, and a port in use stops start-up before the group sees us. */
