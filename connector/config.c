@@ -2,6 +2,7 @@
  * config.c - the configuration table and its parsers. See config.h.
  */
 #include "config.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -40,7 +41,8 @@ static const is_ckey_t keys[] = {
      "Comma-separated Kafka topics to consume image records from."},
     {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent", 0,
      "Record envelope: 'confluent' (magic byte 0 + 4-byte schema id + Avro), 'avro' (plain Avro "
-     "binary, bundled schema) or 'auto' (0x00 first byte means confluent, else plain Avro)."},
+     "binary, bundled schema) or 'auto' (a 0x00 first byte is tried as confluent, then as plain "
+     "Avro with an empty id, and the reason names the real problem; else plain Avro)."},
     {"input.max.record.bytes", T_SIZE, O(input_max_record_bytes), "64MiB", 64, INT64_C(1) << 31,
      NULL, 0, "Records larger than this go to the DLQ without being decoded."},
     {"dlq.topic", T_STR, O(dlq_topic), "images.dlq", 0, 0, NULL, F_REQUIRED,
@@ -91,8 +93,11 @@ static const is_ckey_t keys[] = {
      "number of cores."},
     {"worker.max.inflight", T_INT, O(worker_max_inflight), "0", 0, 100000, NULL, 0,
      "Records dispatched but not finished before the worker pauses its partitions (it keeps "
-     "polling to stay in the group); 0 means 16 x worker.threads. Each pause costs about a "
-     "second (librdkafka refetches what it had prefetched), so keep it generous."},
+     "polling to stay in the group); it resumes at half. 0 means 16 x worker.threads: each "
+     "pause costs about a second (librdkafka refetches what it had prefetched), and the 8 "
+     "records per thread left at resume cover that second for images of 125 ms or more. "
+     "Deeper only adds to what a killed worker repeats: records finished behind a slower one "
+     "of their partition, which this bounds."},
     {"worker.max.inflight.pixels", T_INT, O(worker_max_inflight_pixels), "400000000", 1,
      INT64_C(1) << 40, NULL, 0,
      "Memory budget in decoded pixels (width x height from the header) across running jobs; "
@@ -549,9 +554,53 @@ done:
     return rc;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n > m && !strcmp(s + n - m, suffix);
+}
+
+/* The variables the kubelet injects for each Service of the namespace, here
+ * one whose name starts with "imgsink": NAME_SERVICE_HOST,
+ * NAME_SERVICE_PORT[_PORTNAME], NAME_PORT and NAME_PORT_<N>_<PROTO>[_ADDR|
+ * _PORT|_PROTO]. They are never keys, not even under the kafka. and
+ * processor. prefixes (IMGSINK_KAFKA_SERVICE_HOST of a Service named
+ * imgsink-kafka). */
+static int kubelet_service_var(const char *var, size_t n)
+{
+    char name[320];
+    unsigned port;
+    char proto[8];
+    int m;
+
+    if (n >= sizeof(name))
+        return 0;
+    snprintf(name, sizeof(name), "%.*s", (int)n, var);
+    if (ends_with(name, "_SERVICE_HOST") || ends_with(name, "_SERVICE_PORT") ||
+        strstr(name, "_SERVICE_PORT_") || ends_with(name, "_PORT"))
+        return 1;
+    for (const char *p = name; (p = strstr(p, "_PORT_")); p++) {
+        m = 0;
+        if (sscanf(p, "_PORT_%u_%7[A-Z]%n", &port, proto, &m) == 2 && m &&
+            (!strcmp(proto, "TCP") || !strcmp(proto, "UDP") || !strcmp(proto, "SCTP")) &&
+            (!p[m] || !strcmp(p + m, "_ADDR") || !strcmp(p + m, "_PORT") ||
+             !strcmp(p + m, "_PROTO")))
+            return 1;
+    }
+    return 0;
+}
+
+/* A key of the table, or under a prefix passed on (kafka.*, processor.*). */
+static int known_key(const char *key)
+{
+    return (!strncmp(key, "kafka.", 6) && key[6]) || (!strncmp(key, "processor.", 10) && key[10]) ||
+           find_key(key);
+}
+
 int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
 {
-    char key[256], why[1024];
+    char key[256], why[1024], ignored[1024] = "";
+    size_t nignored = 0, more = 0;
 
     for (char **e = environ; *e; e++) {
         if (strncmp(*e, "IMGSINK_", 8))
@@ -569,11 +618,30 @@ int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
          * local test stack's settings (test/stack/). */
         if (!strcmp(key, "config") || !strcmp(key, "stack.dir") || !strcmp(key, "cache"))
             continue;
+        /* Not a key: the environment of a pod holds variables the operator
+         * did not write (the kubelet's Service variables), so they are
+         * named in one warning and skipped, unlike a configuration file's
+         * lines. A known key with a bad value still stops start-up. */
+        if (kubelet_service_var(*e, n + 8) || !known_key(key)) {
+            size_t used = strlen(ignored);
+            if (used + n + 8 + 3 < sizeof(ignored))
+                snprintf(ignored + used, sizeof(ignored) - used, "%s%.*s", used ? ", " : "",
+                         (int)(n + 8), *e); /* the name only: a value may be a secret */
+            else
+                more++;
+            nignored++;
+            continue;
+        }
         if (is_config_set(cfg, key, eq + 1, why, sizeof(why))) {
             snprintf(errstr, errstr_size, "environment %.*s: %s", (int)(n + 8), *e, why);
             return -1;
         }
     }
+    if (nignored)
+        IS_WARN("config", json_pack("{s:s, s:i}", "variables", ignored, "count", (int)nignored),
+                "ignoring %zu IMGSINK_* environment variable%s naming no configuration key "
+                "(e.g. the kubelet's variables for a Service named imgsink*): %s%s",
+                nignored, nignored == 1 ? "" : "s", ignored, more ? ", ..." : "");
     return 0;
 }
 
@@ -680,23 +748,31 @@ void is_config_print_help(FILE *fp, int markdown)
                     "`kafka.bootstrap.servers` (**required**), `kafka.group.id` (default "
                     "`imgsink`), `kafka.group.instance.id`, `kafka.statistics.interval.ms` "
                     "(default 5000 for `imgsink run`: consumer lag and readiness; 0 turns "
-                    "them off). |\n"
+                    "them off), `kafka.auto.commit.interval.ms` (default 1000 for `imgsink "
+                    "run`: how often stored offsets are committed, about what a killed "
+                    "worker repeats). |\n"
                     "| `processor.*` | string | | | Settings of the processors named in "
                     "`processors`: `processor.NAME.type` (plugin or exec), for a plugin "
                     "`processor.NAME.path` (the .so) and its own keys, for exec "
                     "`processor.NAME.command`, `processor.NAME.timeout.ms` (default 10000; "
-                    "less than `worker.stuck.timeout.ms`) and `processor.NAME.retries` "
-                    "(default 2). |\n");
+                    "less than `worker.stuck.timeout.ms`; cut to what is left of "
+                    "`limits.timeout.ms`), `processor.NAME.retries` (default 2) and "
+                    "`processor.NAME.env.VAR` (the program's environment: these plus "
+                    "`PATH=/usr/bin:/bin` and `LANG=C` unless set, nothing of the worker's). |\n");
     else
         fprintf(fp, "kafka.* (string)\n    Passed to librdkafka without the prefix, e.g. "
                     "kafka.bootstrap.servers (required), kafka.group.id (default imgsink), "
                     "kafka.group.instance.id, kafka.statistics.interval.ms (default 5000 for "
-                    "imgsink run: consumer lag and readiness; 0 turns them off).\n"
+                    "imgsink run: consumer lag and readiness; 0 turns them off), "
+                    "kafka.auto.commit.interval.ms (default 1000 for imgsink run: how often "
+                    "stored offsets are committed, about what a killed worker repeats).\n"
                     "processor.* (string)\n    Settings of the processors named in processors: "
                     "processor.NAME.type (plugin or exec); plugin: processor.NAME.path and its own "
                     "keys; exec: processor.NAME.command, processor.NAME.timeout.ms (default "
-                    "10000; less than worker.stuck.timeout.ms), processor.NAME.retries (default "
-                    "2).\n");
+                    "10000; less than worker.stuck.timeout.ms; cut to what is left of "
+                    "limits.timeout.ms), processor.NAME.retries (default 2) and "
+                    "processor.NAME.env.VAR (the program's environment: these plus "
+                    "PATH=/usr/bin:/bin and LANG=C unless set, nothing of the worker's).\n");
 }
 
 /* kafka.* and processor.* properties whose values are secrets: librdkafka's

@@ -5,12 +5,15 @@
  * IMGSINK_* environment variables (IMGSINK_S3_SECRET_KEY sets s3.secret.key:
  * upper case, dots become underscores; IMGSINK_CONFIG, IMGSINK_STACK_DIR and
  * IMGSINK_CACHE are not keys and are skipped) < command-line -X key=value.
+ * An IMGSINK_* variable that names no key (the kubelet's IMGSINK_SERVICE_HOST,
+ * IMGSINK_PORT_9464_TCP... of a Service named imgsink) is skipped with one
+ * warning naming the variables, never their values; the file stays strict.
  *
  * Every key is declared once in the table in config.c (name, type, default,
  * bounds, description); that table drives parsing, validation, `imgsink help
  * config` and the README's configuration reference. Keys starting with
  * "kafka." are passed to librdkafka without the prefix and validated by it.
- * Unknown keys and bad values stop start-up with the key, the value and what
+ * Unknown keys (in the file and -X) and bad values stop start-up with the key, the value and what
  * was expected.
  */
 #ifndef IS_CONFIG_H
@@ -97,7 +100,9 @@ int is_config_set(is_config_t *cfg, const char *key, const char *value, char *er
  * trimmed). Errors name the file and line. */
 int is_config_load_file(is_config_t *cfg, const char *path, char *errstr, size_t errstr_size);
 
-/* Applies IMGSINK_* variables from environ. */
+/* Applies IMGSINK_* variables from environ. Variables that name no key are
+ * skipped and logged in one warning (names only); a key with a bad value
+ * returns -1 with errstr naming the variable. */
 int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size);
 
 /* Cross-key checks after all sources are applied (required keys set, etc). */

@@ -359,60 +359,25 @@ static int record_validate(const is_record_t *rec, char *errstr, size_t errstr_s
     return 0;
 }
 
-int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
-                       size_t max_record_bytes, is_record_t **recp, char *errstr,
-                       size_t errstr_size)
+/* Decodes msg as one envelope kind (confluent or plain Avro) after the
+ * common checks of is_envelope_decode(). On failure returns -1, fills why
+ * (prefixed with the kind, e.g. "plain Avro: id is empty") and sets
+ * *well_formed when the Avro binary itself decoded and only a field rule
+ * failed: then the bytes are certainly of this kind. */
+static int decode_as(const unsigned char *msg, size_t len, int confluent, is_record_t **recp,
+                     char *errstr, size_t errstr_size, int *well_formed)
 {
-    const unsigned char *msg = buf, *body;
+    const unsigned char *body;
     char kind[48], why[512];
-    int confluent, schema_id = -1, have_value = 0, r = -1, rc;
+    int schema_id = -1, have_value = 0, r = -1, rc;
     struct envelope_budget budget = {0};
     avro_reader_t reader = NULL;
     avro_value_t value;
     is_record_t *rec = NULL;
     size_t items = 0;
 
-    tl_last_peak = 0;
     why[0] = '\0';
-    if (recp)
-        *recp = NULL;
-    if (!recp || (!buf && len)) {
-        snprintf(errstr, errstr_size, "invalid arguments");
-        return -1;
-    }
-    if (!envelope_iface) {
-        snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
-        return -1;
-    }
-    if (len == 0) {
-        snprintf(errstr, errstr_size, "empty message");
-        return -1;
-    }
-    if (len > max_record_bytes) {
-        snprintf(errstr, errstr_size, "message is %zu bytes, exceeds the limit of %zu", len,
-                 max_record_bytes);
-        return -1;
-    }
-
-    switch (fmt) {
-    case IS_ENVELOPE_AUTO:
-        confluent = msg[0] == 0;
-        break;
-    case IS_ENVELOPE_AVRO:
-        confluent = 0;
-        break;
-    case IS_ENVELOPE_CONFLUENT:
-        if (msg[0] != 0) {
-            snprintf(errstr, errstr_size, "unknown magic byte 0x%02x", msg[0]);
-            return -1;
-        }
-        confluent = 1;
-        break;
-    default:
-        snprintf(errstr, errstr_size, "unknown envelope format %d", (int)fmt);
-        return -1;
-    }
-
+    *well_formed = 0;
     if (confluent) {
         uint32_t id;
         if (len < ENVELOPE_CONFLUENT_HDR) {
@@ -479,8 +444,10 @@ int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
         snprintf(why, sizeof(why), "cannot copy the decoded record (out of memory?)");
         goto done;
     }
-    if (record_validate(rec, why, sizeof(why)))
+    if (record_validate(rec, why, sizeof(why))) {
+        *well_formed = 1;
         goto done;
+    }
     r = 0;
 
 done:
@@ -495,6 +462,76 @@ done:
     }
     *recp = rec;
     return 0;
+}
+
+int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
+                       size_t max_record_bytes, is_record_t **recp, char *errstr,
+                       size_t errstr_size)
+{
+    const unsigned char *msg = buf;
+    char as_confluent[600], as_plain[600];
+    int conf_ok, plain_ok;
+
+    tl_last_peak = 0;
+    if (recp)
+        *recp = NULL;
+    if (!recp || (!buf && len)) {
+        snprintf(errstr, errstr_size, "invalid arguments");
+        return -1;
+    }
+    if (!envelope_iface) {
+        snprintf(errstr, errstr_size, "is_envelope_global_init() was not called");
+        return -1;
+    }
+    if (len == 0) {
+        snprintf(errstr, errstr_size, "empty message");
+        return -1;
+    }
+    if (len > max_record_bytes) {
+        snprintf(errstr, errstr_size, "message is %zu bytes, exceeds the limit of %zu", len,
+                 max_record_bytes);
+        return -1;
+    }
+
+    switch (fmt) {
+    case IS_ENVELOPE_AVRO:
+        return decode_as(msg, len, 0, recp, errstr, errstr_size, &plain_ok);
+    case IS_ENVELOPE_CONFLUENT:
+        if (msg[0] != 0) {
+            snprintf(errstr, errstr_size, "unknown magic byte 0x%02x", msg[0]);
+            return -1;
+        }
+        return decode_as(msg, len, 1, recp, errstr, errstr_size, &conf_ok);
+    case IS_ENVELOPE_AUTO:
+        if (msg[0] != 0)
+            return decode_as(msg, len, 0, recp, errstr, errstr_size, &plain_ok);
+        break;
+    default:
+        snprintf(errstr, errstr_size, "unknown envelope format %d", (int)fmt);
+        return -1;
+    }
+
+    /* AUTO with a leading 0x00: the Confluent magic byte, or a plain-Avro
+     * record whose first field (id) is empty, since Avro writes the length
+     * 0 as byte 0x00. No schema registry tells the two apart (schema ids
+     * are not looked up yet), so both are tried. A record that decodes as
+     * either is taken; otherwise the reason must name the real problem: a
+     * plain-Avro parse that got as far as the field rules (e.g. "id is
+     * empty") is what the producer sent, else both attempts are reported. */
+    if (!decode_as(msg, len, 1, recp, as_confluent, sizeof(as_confluent), &conf_ok))
+        return 0;
+    size_t conf_peak = tl_last_peak;
+    if (!decode_as(msg, len, 0, recp, as_plain, sizeof(as_plain), &plain_ok))
+        return 0;
+    if (plain_ok && !conf_ok) {
+        snprintf(errstr, errstr_size, "%s (and not a Confluent record: %s)", as_plain,
+                 as_confluent);
+    } else {
+        tl_last_peak = conf_peak;
+        snprintf(errstr, errstr_size, "%s; as plain Avro: %s", as_confluent,
+                 as_plain + strlen("plain Avro: "));
+    }
+    return -1;
 }
 
 static int set_string(avro_value_t *rec, const char *name, const char *s)

@@ -70,7 +70,12 @@ typedef struct is_record {
 } is_record_t;
 
 typedef enum {
-    IS_ENVELOPE_AUTO = 0, /* first byte 0x00: Confluent, else plain Avro */
+    /* First byte not 0x00: plain Avro. 0x00: the Confluent magic byte, or
+     * plain Avro with an empty id; both are tried, and an error names the
+     * real problem (a well-formed plain record with a bad field is
+     * reported as such, e.g. "plain Avro: id is empty (and not a Confluent
+     * record: ...)"; otherwise both reasons). */
+    IS_ENVELOPE_AUTO = 0,
     IS_ENVELOPE_AVRO,     /* plain Avro only */
     IS_ENVELOPE_CONFLUENT /* Confluent wire format only */
 } is_envelope_format_t;

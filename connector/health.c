@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 static atomic_llong last_beat_ms; /* monotonic; 0 before is_health_start */
 static atomic_int beaten;         /* the poll loop ran at least once */
 static atomic_int stopping;
@@ -18,16 +20,9 @@ static int joined, assigned;
 static int have_stats, brokers_up;
 static char cgrp_state[32];
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void is_health_start(void)
 {
-    atomic_store(&last_beat_ms, now_ms());
+    atomic_store(&last_beat_ms, is_now_ms());
     atomic_store(&beaten, 0);
     atomic_store(&stopping, 0);
     pthread_mutex_lock(&lock);
@@ -38,7 +33,7 @@ void is_health_start(void)
 
 void is_health_beat(void)
 {
-    atomic_store(&last_beat_ms, now_ms());
+    atomic_store(&last_beat_ms, is_now_ms());
     atomic_store(&beaten, 1);
 }
 
@@ -66,7 +61,7 @@ void is_health_stopping(void)
 
 int is_health_live(int64_t stall_ms, char *why, size_t why_size)
 {
-    int64_t age = now_ms() - atomic_load(&last_beat_ms);
+    int64_t age = is_now_ms() - atomic_load(&last_beat_ms);
     if (age >= stall_ms) {
         snprintf(why, why_size,
                  "stalled: the poll loop has not run for %lld ms (http.health.stall.ms=%lld)",

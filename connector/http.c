@@ -11,10 +11,13 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -29,14 +32,24 @@ struct is_http {
     char address[80];
 };
 
-/* libmicrohttpd's own error messages, into the JSON log. Its thread. */
+/* libmicrohttpd's own error messages, into the JSON log, at most one a
+ * second: a flood of broken clients ("closed by remote side with incomplete
+ * request") must not flood the log too. Its threads. */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    static atomic_llong last_s;
+    static atomic_int skipped;
     char msg[512];
     (void)cls;
+    long long now = (long long)time(NULL), last = atomic_load(&last_s);
+    if (now == last || !atomic_compare_exchange_strong(&last_s, &last, now)) {
+        atomic_fetch_add(&skipped, 1);
+        return;
+    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     msg[strcspn(msg, "\n")] = '\0';
-    IS_WARN("http", NULL, "%s", msg);
+    int n = atomic_exchange(&skipped, 0);
+    IS_WARN("http", n ? json_pack("{s:i}", "messages_skipped", n) : NULL, "%s", msg);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status, char *body,
@@ -179,7 +192,7 @@ static int open_listener(const char *addr, int *family, char *errstr, size_t err
     for (struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
         if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-            bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 16)) {
+            bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
             err = err ? err : errno; /* the first address's reason is the one to report */
             if (fd >= 0)
                 close(fd);
@@ -220,6 +233,38 @@ static void bound_address(int fd, char *out, size_t out_size)
     snprintf(out, out_size, "%s:%d", ip, port);
 }
 
+/*
+ * Probes must answer while careless or hostile clients hold connections
+ * (kubelet probes and Prometheus share the port with whatever else reaches
+ * it). The internal threads poll with epoll, so idle connections cost no
+ * thread, and the handlers never block:
+ * - connections: many, up to half the file descriptors the process may
+ *   open, so a flood cannot take the sockets the worker needs for Kafka and
+ *   the store; at the limit libmicrohttpd stops accepting (the kernel's
+ *   backlog holds the rest) until one closes;
+ * - timeout: a connection idle for HTTP_IDLE_TIMEOUT_S is closed (a probe
+ *   sends its request at once; the kubelet's timeout is 1 s by default);
+ * - per client address: half the connections, so one address cannot take
+ *   them all. Not less: the kubelet probes from the node's address, which
+ *   every host-network pod and NAT'd client shares (and a test's flood and
+ *   probes both come from 127.0.0.1);
+ * - two threads: a slow /metrics render does not hold the probes.
+ * A client that trickles a request byte by byte within the idle timeout
+ * keeps its connection: only the connection limit bounds those.
+ */
+#define HTTP_MAX_CONNECTIONS 1000u
+#define HTTP_IDLE_TIMEOUT_S  3u
+#define HTTP_THREADS         2u
+
+static unsigned int connection_limit(void)
+{
+    struct rlimit rl;
+    unsigned int n = HTTP_MAX_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < n)
+        n = (unsigned int)(rl.rlim_cur / 2);
+    return n < 64 ? 64 : n;
+}
+
 is_http_t *is_http_new(const char *addr, int64_t stall_ms, char *errstr, size_t errstr_size)
 {
     int family = AF_INET;
@@ -237,9 +282,12 @@ is_http_t *is_http_new(const char *addr, int64_t stall_ms, char *errstr, size_t 
     bound_address(fd, h->address, sizeof(h->address));
     unsigned int flags =
         MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    unsigned int limit = connection_limit();
     h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-                              NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, 32u,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+                              NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+                              limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, limit / 2,
+                              MHD_OPTION_CONNECTION_TIMEOUT, HTTP_IDLE_TIMEOUT_S,
+                              MHD_OPTION_THREAD_POOL_SIZE, HTTP_THREADS, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(errstr, errstr_size, "http.listen=%s: libmicrohttpd could not start", addr);
         close(fd);

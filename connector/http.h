@@ -11,9 +11,11 @@
  * Bodies are one short text line (except /metrics). Other paths are 404,
  * other methods 405.
  *
- * Threads: libmicrohttpd runs one internal thread that accepts and answers;
- * it only reads the metrics and health state, so a slow scraper never
- * blocks the worker.
+ * Threads: libmicrohttpd runs two internal threads that accept and answer
+ * (epoll; idle connections cost no thread); they only read the metrics and
+ * health state, so a slow scraper never blocks the worker. Probes still
+ * answer while hundreds of idle or slow connections are open: see the
+ * limits in http.c.
  */
 #ifndef IS_HTTP_H
 #define IS_HTTP_H

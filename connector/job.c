@@ -50,20 +50,6 @@ typedef struct jctx {
  * pixel budget hooks the pipeline calls. */
 static _Thread_local is_slot_t *cur_slot;
 
-double is_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-int64_t is_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int giving_up(jctx_t *j)
 {
     return atomic_load(&j->w->abandon) || atomic_load(&j->slot->cancel) ||
@@ -392,6 +378,86 @@ static json_t *where(const rd_kafka_message_t *rkm)
                      (int)rkm->partition, "offset", (json_int_t)rkm->offset);
 }
 
+/* Retention class of a dead letter's value: the default class, the one
+ * every deployment has a lifecycle rule for (retention=7d). */
+#define DLQ_RETENTION_DAYS 7
+
+/* Stores a dead letter's value in the object store, for a dead letter too
+ * large to carry it: {s3.prefix}dlq/..., tagged for expiry like every object
+ * (default retention class, source=dlq). Like the DLQ produce itself, a
+ * failed PUT is retried, never skipped, even a permanent one (an operator
+ * fixes the store's permissions; the partition waits). Fills ref (pointing
+ * into key and sha). 0 stored, -1 gave up (shutdown or revoke). */
+static int store_dead_value(jctx_t *j, const rd_kafka_message_t *rkm, char *key, size_t key_size,
+                            char *sha, is_dlq_ref_t *ref)
+{
+    char tagging[64], why[1024];
+
+    if (is_dlq_value_key(j->w->cfg->s3_prefix, rkm, key, key_size) ||
+        is_keys_tagging(DLQ_RETENTION_DAYS, "dlq", tagging, sizeof(tagging))) {
+        /* s3.prefix is bounded by the config check: cannot happen. */
+        IS_ERR("dlq", where(rkm), "cannot build the object key for the dead letter's value");
+        return -1;
+    }
+    is_sha256_hex(rkm->payload, rkm->len, sha);
+    for (int attempt = 0;; attempt++) {
+        int rc = put_retry(j, key, rkm->payload, rkm->len, "application/octet-stream", tagging, why,
+                           sizeof(why));
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        IS_ERR("dlq", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
+               "cannot store the dead letter's value, retrying: %s", why);
+        if (backoff(j, attempt, IS_M_RETRY_DLQ))
+            return -1;
+    }
+    *ref = (is_dlq_ref_t){j->w->cfg->s3_bucket, key, rkm->len, sha};
+    return 0;
+}
+
+/* Sends rkm to the DLQ, retrying until it is acknowledged: a DLQ produce
+ * that fails is retried, never skipped. A dead letter too large for the
+ * DLQ producer or refused by the broker as too large carries its value by
+ * reference (store_dead_value). REC_DLQ when sent, REC_ABANDONED when given
+ * up (shutdown or revoke). Job thread. */
+static rec_outcome_t send_dead_letter(jctx_t *j, const rd_kafka_message_t *rkm, const char *klass,
+                                      const char *reason)
+{
+    is_worker_t *w = j->w;
+    is_dlq_ref_t refbuf, *ref = NULL;
+    char key[1024], sha[65];
+
+    for (int attempt = 0;; attempt++) {
+        char why[512];
+        if (attempt_begin(j, IS_PHASE_DLQ, attempt))
+            return REC_ABANDONED;
+        int rc = is_dlq_send(w->dlq, rkm, klass, reason, ref, why, sizeof(why));
+        if (rc == 0) {
+            atomic_fetch_add(&w->n_dlq, 1);
+            is_metrics_inc(IS_M_DLQ);
+            is_metrics_inc(is_metrics_dlq_class(klass));
+            return REC_DLQ;
+        }
+        if (rc == IS_DLQ_TOO_LARGE) {
+            if (store_dead_value(j, rkm, key, sizeof(key), sha, &refbuf))
+                return REC_ABANDONED;
+            ref = &refbuf;
+            IS_WARN("dlq",
+                    json_pack("{s:s, s:i, s:I, s:I, s:s}", "topic", rd_kafka_topic_name(rkm->rkt),
+                              "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
+                              "bytes", (json_int_t)rkm->len, "key", key),
+                    "dead letter too large for the DLQ topic: its value is in the store");
+            attempt = -1; /* a new first attempt, not a retry */
+            continue;
+        }
+        IS_WARN("dlq", json_pack("{s:i}", "attempt", attempt + 1),
+                "DLQ produce failed, retrying: %s", why);
+        if (backoff(j, attempt, IS_M_RETRY_DLQ))
+            return REC_ABANDONED;
+    }
+}
+
 /* Runs one job to the point where its offset may be marked done. */
 static void run_job(jctx_t *j, is_job_t *job)
 {
@@ -408,26 +474,7 @@ static void run_job(jctx_t *j, is_job_t *job)
         json_t *f = where(rkm);
         json_object_set_new(f, "class", json_string(klass));
         IS_WARN("job", f, "record sent to DLQ: %s", reason);
-        /* A DLQ produce that fails is retried, never skipped. */
-        for (int attempt = 0;; attempt++) {
-            char why[512];
-            if (attempt_begin(j, IS_PHASE_DLQ, attempt)) {
-                out = REC_ABANDONED;
-                break;
-            }
-            if (!is_dlq_send(w->dlq, rkm, klass, reason, why, sizeof(why))) {
-                atomic_fetch_add(&w->n_dlq, 1);
-                is_metrics_inc(IS_M_DLQ);
-                is_metrics_inc(is_metrics_dlq_class(klass));
-                break;
-            }
-            IS_WARN("dlq", json_pack("{s:i}", "attempt", attempt + 1),
-                    "DLQ produce failed, retrying: %s", why);
-            if (backoff(j, attempt, IS_M_RETRY_DLQ)) {
-                out = REC_ABANDONED;
-                break;
-            }
-        }
+        out = send_dead_letter(j, rkm, klass, reason);
     } else if (out == REC_WRITTEN) {
         atomic_fetch_add(&w->n_written, 1);
         is_metrics_inc(IS_M_WRITTEN);
@@ -540,49 +587,61 @@ int is_job_thread_start(is_worker_t *w)
     return 0;
 }
 
-int is_job_reserve_pixels(void *ctx, int64_t pixels)
+/* Blocks until slot's pipeline may hold pixels more of the budget. */
+int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     int rc = 0;
     pthread_mutex_lock(&w->lock);
+    /* A thread left behind (orphaned, set by the watchdog under this lock)
+     * takes nothing: its budget was returned at the hand-over and its
+     * releases no longer count (is_job_budget_release), so whatever it
+     * took now would be held forever. Checked under the lock, so a reserve
+     * either happened before the hand-over (and was returned by it) or is
+     * refused. The pipeline then gives up, and so does the thread. */
+    if (slot && atomic_load(&slot->orphaned))
+        rc = -1;
     /* One image is always admitted when nothing else holds budget, so a
      * single image larger than the budget cannot wait forever. */
-    while (w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
-        if (atomic_load(&w->abandon)) {
+    while (!rc && w->pixels > 0 && w->pixels + pixels > w->cfg->worker_max_inflight_pixels) {
+        if (atomic_load(&w->abandon) || (slot && atomic_load(&slot->orphaned))) {
             rc = -1;
             break;
         }
         w->pixel_waiters++;
-        if (cur_slot) /* waiting for budget is not a stall */
-            atomic_store(&cur_slot->beat_ms, is_now_ms());
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        if (slot) /* waiting for budget is not a stall */
+            atomic_store(&slot->beat_ms, is_now_ms());
+        /* A slice, so w->abandon (set without a wake-up) is noticed. */
+        struct timespec ts = is_clock_deadline(100);
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
         w->pixel_waiters--;
     }
     if (!rc) {
         w->pixels += pixels;
-        if (cur_slot)
-            cur_slot->pixels += pixels;
+        if (slot)
+            slot->pixels += pixels;
     }
     pthread_mutex_unlock(&w->lock);
     return rc;
 }
 
-void is_job_release_pixels(void *ctx, int64_t pixels)
+void is_job_budget_release(is_worker_t *w, is_slot_t *slot, int64_t pixels)
 {
-    is_worker_t *w = ctx;
     pthread_mutex_lock(&w->lock);
     /* A thread left behind had its budget returned when it was handed over. */
-    if (!cur_slot || !atomic_load(&cur_slot->orphaned))
+    if (!slot || !atomic_load(&slot->orphaned))
         w->pixels -= pixels;
-    if (cur_slot)
-        cur_slot->pixels -= pixels;
+    if (slot)
+        slot->pixels -= pixels;
     pthread_cond_broadcast(&w->cond_idle);
     pthread_mutex_unlock(&w->lock);
+}
+
+int is_job_reserve_pixels(void *ctx, int64_t pixels)
+{
+    return is_job_budget_reserve(ctx, cur_slot, pixels);
+}
+
+void is_job_release_pixels(void *ctx, int64_t pixels)
+{
+    is_job_budget_release(ctx, cur_slot, pixels);
 }

@@ -60,7 +60,7 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
                             "bytes", (json_int_t)o->len, "sha256", sha));
     }
 
-    json_object_set_new(doc, "schema_version", json_integer(1));
+    json_object_set_new(doc, "schema_version", json_integer(2));
     json_object_set_new(doc, "id", str_or_null(rec->id));
     json_object_set_new(doc, "tenant", str_or_null(rec->tenant));
     json_object_set_new(doc, "source", str_or_null(rec->source));
@@ -74,11 +74,12 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
     json_object_set_new(doc, "kafka",
                         json_pack("{s:s, s:i, s:I}", "topic", src->topic, "partition",
                                   (int)src->partition, "offset", (json_int_t)src->offset));
-    json_object_set_new(doc, "processing_ms",
-                        json_real((double)(int64_t)(res->processing_ms * 10) / 10));
     json_object_set_new(doc, "worker_version", json_string(IS_VERSION));
 
-    char *text = json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(1) | JSON_REAL_PRECISION(15));
+    /* Byte-identical on every run for the same record: keys in insertion
+     * order (fixed above; attributes in wire order), no reals, nothing
+     * read from a clock. */
+    char *text = json_dumps(doc, JSON_PRESERVE_ORDER | JSON_INDENT(1));
     json_decref(doc);
     return text;
 }

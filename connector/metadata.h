@@ -2,8 +2,10 @@
  * metadata.h - the metadata.json document written beside the renditions.
  *
  * Schema: schemas/metadata.schema.json. Everything in it comes from the
- * record and the image, plus processing_ms; a replay rewrites the renditions
- * with identical bytes, and metadata.json differs only in processing_ms.
+ * record, its Kafka position and the image, never from a clock: a replay
+ * rewrites metadata.json, like the renditions, with identical bytes. The
+ * pipeline time is in the "record written" log line (processing_ms) and
+ * the imgsink_processing_duration_seconds histogram instead.
  * GPS and other location never appear: only camera make and model are read
  * from EXIF. input.phash is the 64-bit dHash of processors/analyze.h as 16
  * hex digits; input.mean_color the mean sRGB colour as "#rrggbb".

@@ -24,6 +24,7 @@ typedef struct part {
     size_t cap, head, len; /* ring[head .. head+len) in offset order */
     int64_t storable;      /* offset to store, -1 if nothing done yet */
     int64_t reported;      /* last storable handed out by collect */
+    int nomem;             /* an add failed: take no more offsets (offsets.h) */
     struct part *next;
 } part_t;
 
@@ -31,16 +32,28 @@ struct is_offsets {
     pthread_mutex_t lock;
     part_t *parts;
     uint64_t next_gen;
+    is_offsets_calloc_t alloc;
 };
+
+is_offsets_t *is_offsets_new_with(is_offsets_calloc_t alloc)
+{
+    if (!alloc)
+        alloc = calloc;
+    is_offsets_t *ot = alloc(1, sizeof(*ot));
+    if (!ot)
+        return NULL;
+    if (pthread_mutex_init(&ot->lock, NULL)) {
+        free(ot);
+        return NULL;
+    }
+    ot->next_gen = 1;
+    ot->alloc = alloc;
+    return ot;
+}
 
 is_offsets_t *is_offsets_new(void)
 {
-    is_offsets_t *ot = calloc(1, sizeof(*ot));
-    if (!ot)
-        return NULL;
-    pthread_mutex_init(&ot->lock, NULL);
-    ot->next_gen = 1;
-    return ot;
+    return is_offsets_new_with(NULL);
 }
 
 static void part_free(part_t *p)
@@ -79,7 +92,11 @@ uint64_t is_offsets_add_partition(is_offsets_t *ot, const char *topic, int32_t p
         *pp = old->next;
         part_free(old);
     }
-    part_t *p = calloc(1, sizeof(*p));
+    part_t *p = ot->alloc(1, sizeof(*p));
+    if (!p) { /* untracked: its records are dropped, none stored */
+        pthread_mutex_unlock(&ot->lock);
+        return 0;
+    }
     snprintf(p->topic, sizeof(p->topic), "%s", topic);
     p->partition = partition;
     p->gen = ot->next_gen++;
@@ -107,18 +124,27 @@ size_t is_offsets_remove_partition(is_offsets_t *ot, const char *topic, int32_t 
     return pending;
 }
 
-uint64_t is_offsets_add(is_offsets_t *ot, const char *topic, int32_t partition, int64_t offset)
+is_offsets_add_t is_offsets_add(is_offsets_t *ot, const char *topic, int32_t partition,
+                                int64_t offset, uint64_t *gen)
 {
-    uint64_t gen = 0;
+    is_offsets_add_t rc = IS_OFFSETS_UNTRACKED;
     pthread_mutex_lock(&ot->lock);
     part_t *p = *find(ot, topic, partition);
     if (!p)
         goto done;
+    /* Once an offset could not be tracked, none after it may be: were a
+     * later one tracked and done, the stored offset would pass the lost
+     * one. */
+    rc = IS_OFFSETS_NOMEM;
+    if (p->nomem)
+        goto done;
     if (p->len == p->cap) {
         size_t ncap = p->cap ? p->cap * 2 : 64;
-        entry_t *n = malloc(ncap * sizeof(*n));
-        if (!n)
+        entry_t *n = ot->alloc(ncap, sizeof(*n));
+        if (!n) {
+            p->nomem = 1;
             goto done;
+        }
         for (size_t i = 0; i < p->len; i++)
             n[i] = p->ring[(p->head + i) % p->cap];
         free(p->ring);
@@ -128,10 +154,11 @@ uint64_t is_offsets_add(is_offsets_t *ot, const char *topic, int32_t partition, 
     }
     p->ring[(p->head + p->len) % p->cap] = (entry_t){offset, 0};
     p->len++;
-    gen = p->gen;
+    *gen = p->gen;
+    rc = IS_OFFSETS_ADDED;
 done:
     pthread_mutex_unlock(&ot->lock);
-    return gen;
+    return rc;
 }
 
 int is_offsets_done(is_offsets_t *ot, const char *topic, int32_t partition, uint64_t gen,

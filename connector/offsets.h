@@ -31,20 +31,41 @@ typedef struct is_offsets_pos {
     int64_t offset;
 } is_offsets_pos_t;
 
+/* The allocator for partitions and their rings, with calloc's contract
+ * (freed with free). Injected by tests to make allocations fail. */
+typedef void *(*is_offsets_calloc_t)(size_t nmemb, size_t size);
+
+/* NULL when out of memory. is_offsets_new_with(NULL) is is_offsets_new. */
 is_offsets_t *is_offsets_new(void);
+is_offsets_t *is_offsets_new_with(is_offsets_calloc_t alloc);
 void is_offsets_destroy(is_offsets_t *ot);
 
-/* Starts tracking a partition (on assign). Returns its generation. */
+/* Starts tracking a partition (on assign). Returns its generation, or 0
+ * when out of memory: the partition is then not tracked, and its records
+ * come back IS_OFFSETS_UNTRACKED (never processed, never stored). */
 uint64_t is_offsets_add_partition(is_offsets_t *ot, const char *topic, int32_t partition);
 
 /* Stops tracking a partition (on revoke or loss): pending entries are
  * dropped. Returns how many records were still in flight. */
 size_t is_offsets_remove_partition(is_offsets_t *ot, const char *topic, int32_t partition);
 
+/* What is_offsets_add did with an offset. */
+typedef enum {
+    /* Out of memory: the offset is not tracked, and the partition takes no
+     * further offset until it is assigned again (is_offsets_add_partition),
+     * so no stored offset of it can pass this one: what is done below it
+     * is still stored, up to exactly this offset. The record must not be
+     * processed; the caller stops (worker.c exits non-zero). */
+    IS_OFFSETS_NOMEM = -1,
+    IS_OFFSETS_ADDED = 0,     /* tracked: process it, then is_offsets_done */
+    IS_OFFSETS_UNTRACKED = 1, /* partition not (or no longer) assigned: drop it */
+} is_offsets_add_t;
+
 /* Records a dispatched offset. Offsets of a partition must be added in
- * increasing order. Returns the partition's generation, or 0 if the
- * partition is not tracked (the record must not be processed). */
-uint64_t is_offsets_add(is_offsets_t *ot, const char *topic, int32_t partition, int64_t offset);
+ * increasing order. On IS_OFFSETS_ADDED, *gen is the partition's
+ * generation, for is_offsets_done. */
+is_offsets_add_t is_offsets_add(is_offsets_t *ot, const char *topic, int32_t partition,
+                                int64_t offset, uint64_t *gen);
 
 /* Marks an offset done. Ignored (returns -1) if the partition's generation
  * is no longer gen or the offset is unknown. */

@@ -184,8 +184,10 @@ static int collect(const char *path, char ***list, size_t *n)
     DIR *d = opendir(path);
     struct dirent *de;
     size_t first = *n;
-    if (!d)
+    if (!d) {
+        IS_ERR("produce", json_pack("{s:s}", "path", path), "%s", strerror(errno));
         return -1;
+    }
     while ((de = readdir(d))) {
         char full[4096];
         if (de->d_name[0] == '.')
@@ -197,6 +199,13 @@ static int collect(const char *path, char ***list, size_t *n)
         (*list)[(*n)++] = strdup(full);
     }
     closedir(d);
+    if (*n == first) {
+        /* An empty directory would publish nothing and exit 0: a mistyped
+         * path must not look like success. (And qsort must not see the
+         * NULL list an empty first directory leaves.) */
+        fprintf(stderr, "imgsink produce: no image files in %s\n", path);
+        return -1;
+    }
     qsort(*list + first, *n - first, sizeof(char *), cmp_str);
     return 0;
 }
@@ -207,7 +216,8 @@ static void usage(FILE *fp)
                 "FILE|DIR...\n"
                 "\n"
                 "Publishes each image file as one ImageRecord (key = id = file name without\n"
-                "extension, sanitised). Directories are expanded to their files, sorted.\n"
+                "extension, sanitised). Directories are expanded to their files, sorted; a\n"
+                "directory without any file is an error.\n"
                 "\n"
                 "  -t, --topic TOPIC        topic to produce to (required)\n"
                 "  -b, --brokers LIST       bootstrap servers (else kafka.bootstrap.servers)\n"

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define PG_SAMPLES  32   /* ring of (time, done, remaining) samples */
 #define PG_WINDOW_S 10.0 /* the rate is measured over this much history */
 #define PG_SAMPLE_S 0.25 /* at most one sample per quarter second */
@@ -30,13 +32,6 @@ struct is_progress {
     char extra[128];
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 is_progress_t *is_progress_new(FILE *fp, const char *label, const char *unit, int64_t total,
                                is_progress_mode_t mode)
 {
@@ -53,7 +48,7 @@ is_progress_t *is_progress_new(FILE *fp, const char *label, const char *unit, in
     pg->total = total;
     pg->tty = isatty(fileno(fp));
     pg->plain = !pg->tty && mode == IS_PROGRESS_PLAIN;
-    pg->t0 = now_s();
+    pg->t0 = is_now_s();
     pg->last_draw = -1;
     return pg;
 }
@@ -136,7 +131,7 @@ void is_progress_update(is_progress_t *pg, int64_t done, int64_t remaining, cons
 {
     if (!pg || pg->finished || (!pg->tty && !pg->plain))
         return;
-    double t = now_s();
+    double t = is_now_s();
     if (remaining < 0 && pg->total >= 0)
         remaining = pg->total - done > 0 ? pg->total - done : 0;
     pg->cur = (pg_sample_t){t, done, remaining};
@@ -162,7 +157,7 @@ void is_progress_finish(is_progress_t *pg)
     if (!pg || pg->finished)
         return;
     if (pg->tty && pg->last_draw >= 0) {
-        pg->cur.t = now_s();
+        pg->cur.t = is_now_s();
         draw(pg, 1);
     }
     pg->finished = 1;

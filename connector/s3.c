@@ -57,6 +57,7 @@ struct is_s3 {
     int path_style;
     long connect_timeout_ms, timeout_ms;
     long last_status;      /* HTTP status of the last request, 0 if none came */
+    char last_code[64];    /* <Code> of the last error document, "" if none */
     atomic_int *interrupt; /* set by another thread: abort the request, or NULL */
     char curl_err[CURL_ERROR_SIZE];
 };
@@ -590,6 +591,7 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         curl_easy_setopt(c, CURLOPT_XFERINFODATA, s3);
     }
 
+    s3->last_code[0] = '\0';
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     s3->last_status = rc == CURLE_OK ? status : 0;
@@ -631,6 +633,7 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     if (!code[0])
         snprintf(code, sizeof(code), "%s", default_code(status));
     ret = is_s3_classify(status, code, 0);
+    snprintf(s3->last_code, sizeof(s3->last_code), "%s", code);
     snprintf(errstr, errstr_size, "HTTP %ld %s: %s (%s)", status, code[0] ? code : "(no code)",
              msg[0] ? msg : "(no message)", what);
     goto done;
@@ -773,6 +776,52 @@ is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_
     }
     free(resp.p);
     return ret;
+}
+
+/* Codes with which AWS S3 and MinIO refuse the credentials themselves,
+ * before any permission is looked at, and the key to look at. */
+static const struct {
+    const char *code, *hint;
+} credential_codes[] = {
+    {"InvalidAccessKeyId", "s3.access.key is not known to the store"},
+    {"SignatureDoesNotMatch", "s3.secret.key does not match s3.access.key"},
+    {"InvalidToken", "s3.session.token is invalid"},
+    {"InvalidTokenId", "s3.session.token is invalid"},
+    {"ExpiredToken", "s3.session.token has expired"},
+    {"TokenRefreshRequired", "s3.session.token has expired"},
+    {"InvalidSecurity", "the credentials are not accepted"},
+    {"AuthorizationHeaderMalformed", "the request is signed for the wrong region (s3.region)"},
+};
+
+is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errstr,
+                                       size_t errstr_size)
+{
+    char why[1024];
+    void *body = NULL;
+    size_t len = 0;
+
+    /* A GET, never a PUT: the check must not leave an object behind (and an
+     * untagged one must never exist). 64 KiB: the key is not expected to
+     * exist, and a larger object answers OK with "object larger than". */
+    is_s3_get(s3, NULL, key, NULL, -1, 64 * 1024, &body, &len, why, sizeof(why));
+    free(body);
+    for (size_t i = 0; i < sizeof(credential_codes) / sizeof(credential_codes[0]); i++)
+        if (!strcmp(s3->last_code, credential_codes[i].code)) {
+            snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
+                     credential_codes[i].hint, why);
+            return IS_S3_PERMANENT;
+        }
+    if (s3->last_status >= 200 && s3->last_status < 500 && s3->last_status != 408 &&
+        s3->last_status != 429) {
+        /* Authenticated: the object, NoSuchKey, AccessDenied (the worker may
+         * lack s3:GetObject on its output prefix), NoSuchBucket. */
+        if (errstr_size)
+            errstr[0] = '\0';
+        return IS_S3_OK;
+    }
+    /* No answer, 5xx, 408 or 429: the store could not say. */
+    snprintf(errstr, errstr_size, "%s", why);
+    return IS_S3_TRANSIENT;
 }
 
 long is_s3_last_status(const is_s3_t *s3)

@@ -76,6 +76,17 @@ is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, const
  * errstr. */
 is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_t errstr_size);
 
+/* Whether the store accepts this client's credentials (access key, secret
+ * key, session token): GETs key, which need not exist. OK when the request
+ * was authenticated, whatever the answer (the object, 404, or 403
+ * AccessDenied: permissions are not what this checks); PERMANENT when the
+ * store refused the credentials (InvalidAccessKeyId, SignatureDoesNotMatch,
+ * InvalidToken, MinIO's InvalidTokenId, ExpiredToken, ...), with errstr
+ * naming the key to fix and the store's answer; TRANSIENT when the store
+ * could not say (down, 5xx, throttling). Never writes. */
+is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errstr,
+                                       size_t errstr_size);
+
 /* HTTP status of this client's last request (0: none, or no response). */
 long is_s3_last_status(const is_s3_t *s3);
 

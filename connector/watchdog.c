@@ -28,7 +28,7 @@
  *      stuck one uncommitted (and what follows it in its partition) and
  *      exits non-zero, so the orchestrator restarts it with fresh threads.
  *
- * Poll thread only; takes w->lock.
+ * Poll thread only; takes w->lock, and logs only after releasing it.
  */
 #include <stdio.h>
 
@@ -61,21 +61,37 @@ static json_t *where(const is_slot_t *s, int index, int64_t idle_ms)
                      phase_name(atomic_load(&s->phase)), "no_progress_ms", (json_int_t)idle_ms);
 }
 
+/* What one check found in a slot, logged once w->lock is released: a
+ * blocked stderr (a stalled log collector) must stall the poll thread only,
+ * never every job thread waiting for the lock. fields are built under the
+ * lock (memory only), msg formatted there. */
+typedef struct finding {
+    int level; /* IS_LOG_WARN, IS_LOG_ERROR */
+    json_t *fields;
+    char msg[320];
+} finding_t;
+
+/* Slots whose findings one check logs; the slots after it are checked a
+ * second later, by the next call. */
+#define MAX_FINDINGS 32
+
 /* Leaves slot i's thread behind. Its job goes to a new thread when the
- * worker may still start one; otherwise the worker stops. Caller holds
- * w->lock. */
-static void leave_behind(is_worker_t *w, int i, int64_t idle_ms)
+ * worker may still start one; otherwise the worker stops. Fills f with
+ * what to log. Caller holds w->lock. */
+static void leave_behind(is_worker_t *w, int i, int64_t idle_ms, finding_t *f)
 {
     is_slot_t *s = &w->slots[i];
     is_job_t *job = s->job;
     int64_t max = w->maxthreads - w->nthreads; /* replacements left */
 
-    IS_ERR("watchdog", where(s, i, idle_ms),
-           max > 0 ? "job thread still stuck after the interrupt: leaving it behind and handing "
-                     "its record to a new job thread (processed again, a transient failure)"
-                   : "job thread still stuck after the interrupt, and worker.stuck.max.threads "
-                     "are left behind already: stopping the worker; the record stays "
-                     "uncommitted and is processed again after the restart");
+    f->level = IS_LOG_ERROR;
+    f->fields = where(s, i, idle_ms);
+    snprintf(f->msg, sizeof(f->msg), "%s",
+             max > 0 ? "job thread still stuck after the interrupt: leaving it behind and handing "
+                       "its record to a new job thread (processed again, a transient failure)"
+                     : "job thread still stuck after the interrupt, and worker.stuck.max.threads "
+                       "are left behind already: stopping the worker; the record stays "
+                       "uncommitted and is processed again after the restart");
     atomic_store(&s->orphaned, 1);
     pthread_detach(w->threads[i]);
     s->partition = -1;
@@ -110,9 +126,11 @@ void is_watchdog_check(is_worker_t *w)
     if (!timeout)
         return;
     int64_t now = is_now_ms();
+    finding_t found[MAX_FINDINGS];
+    int n = 0;
 
     pthread_mutex_lock(&w->lock);
-    for (int i = 0; i < w->nthreads; i++) {
+    for (int i = 0; i < w->nthreads && n < MAX_FINDINGS; i++) {
         is_slot_t *s = &w->slots[i];
         if (s->partition < 0 || atomic_load(&s->orphaned)) {
             s->stuck_beat_ms = 0;
@@ -128,13 +146,23 @@ void is_watchdog_check(is_worker_t *w)
             s->stuck_beat_ms = beat;
             atomic_store(&s->interrupt, 1);
             is_metrics_inc(IS_M_STUCK_INTERRUPTED);
-            IS_WARN("watchdog", where(s, i, now - beat),
-                    "job stuck: no progress for worker.stuck.timeout.ms (%lld ms); interrupting "
-                    "it, and the record is retried",
-                    (long long)timeout);
+            finding_t *f = &found[n++];
+            f->level = IS_LOG_WARN;
+            f->fields = where(s, i, now - beat);
+            snprintf(f->msg, sizeof(f->msg),
+                     "job stuck: no progress for worker.stuck.timeout.ms (%lld ms); interrupting "
+                     "it, and the record is retried",
+                     (long long)timeout);
         } else if (now - beat > 2 * limit) {
-            leave_behind(w, i, now - beat);
+            leave_behind(w, i, now - beat, &found[n++]);
         }
     }
     pthread_mutex_unlock(&w->lock);
+
+    for (int k = 0; k < n; k++) {
+        if (found[k].level <= is_log_level)
+            is_log_emit(found[k].level, "watchdog", found[k].fields, "%s", found[k].msg);
+        else
+            json_decref(found[k].fields);
+    }
 }

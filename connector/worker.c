@@ -26,11 +26,18 @@
 
 static size_t max_inflight(const is_worker_t *w)
 {
-    /* Generous by default: each pause costs about a second of idle time,
-     * because librdkafka drops the records it prefetched for a paused
-     * partition and fetches them again after resume (measured by the fault
-     * suite: 4 in flight gave ~5 records/s, 64 gave ~47). Memory stays
-     * bounded by the pixel budget and librdkafka's prefetch limits. */
+    /* Each pause costs about a second of idle time, because librdkafka
+     * drops the records it prefetched for a paused partition and fetches
+     * them again after resume (measured by the fault suite: 4 in flight
+     * gave ~5 records/s, 64 gave ~47). Resuming at half the bound, the 8
+     * records per thread still queued cover that second for images of
+     * 125 ms or more; less would idle the threads on every pause. Deeper
+     * buys nothing: the queue only has to bridge the refetch. What a
+     * SIGKILL repeats is not the queue (never started) but what finished
+     * behind a slower record of its partition, capped by this bound, and
+     * what finished since the last commit (auto.commit.interval.ms, one
+     * second). Memory stays bounded by the pixel budget and librdkafka's
+     * prefetch limits. */
     return w->cfg->worker_max_inflight ? (size_t)w->cfg->worker_max_inflight
                                        : (size_t)(16 * w->nthreads);
 }
@@ -116,13 +123,7 @@ static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts
     while ((running = running_in(w, parts)) > 0 && is_now_s() < deadline &&
            !atomic_load(&w->abandon)) {
         is_health_beat(); /* waiting on the jobs is not a stall */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000 * 1000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = is_clock_deadline(50);
         pthread_cond_timedwait(&w->cond_idle, &w->lock, &ts);
     }
     for (int i = 0; i < w->nthreads; i++)
@@ -176,7 +177,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_parts("partitions assigned", parts);
         for (int i = 0; i < parts->cnt; i++)
-            is_offsets_add_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
+            if (!is_offsets_add_partition(w->offsets, parts->elems[i].topic,
+                                          parts->elems[i].partition)) {
+                /* Untracked: its records are dropped unprocessed, nothing
+                 * of it is stored; stop as for any record (out_of_memory). */
+                IS_ERR("worker",
+                       json_pack("{s:s, s:i}", "topic", parts->elems[i].topic, "partition",
+                                 (int)parts->elems[i].partition),
+                       "out of memory (offset tracker): stopping; the partition stays "
+                       "uncommitted");
+                atomic_store(&w->oom, 1);
+            }
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
@@ -284,15 +295,46 @@ static void backpressure(is_worker_t *w)
     }
 }
 
+/* Out of memory for a record's bookkeeping: the record is neither
+ * processed nor skipped. The worker stops fetching, finishes and commits
+ * what is in flight, never past this record (the tracker takes no later
+ * offset of its partition, or holds this one undone), and exits non-zero
+ * for the orchestrator to restart it with fresh memory; the record is
+ * processed again then. Pausing and retrying in place would keep a member
+ * that cannot allocate in the group, and a record fetched again after a
+ * rebalance would break the tracker's increasing order. Poll thread. */
+static void out_of_memory(is_worker_t *w, const rd_kafka_message_t *rkm, const char *what)
+{
+    IS_ERR("worker",
+           json_pack("{s:s, s:i, s:I}", "topic", rd_kafka_topic_name(rkm->rkt), "partition",
+                     (int)rkm->partition, "offset", (json_int_t)rkm->offset),
+           "out of memory (%s): stopping; this record and what follows it in its partition "
+           "stay uncommitted",
+           what);
+    atomic_store(&w->oom, 1);
+}
+
 static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
 {
-    uint64_t gen =
-        is_offsets_add(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset);
-    if (!gen) { /* not (or no longer) assigned: the owner will process it */
+    uint64_t gen = 0;
+    switch (is_offsets_add(w->offsets, rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset,
+                           &gen)) {
+    case IS_OFFSETS_ADDED:
+        break;
+    case IS_OFFSETS_UNTRACKED: /* not (or no longer) assigned: the owner will process it */
+        rd_kafka_message_destroy(rkm);
+        return;
+    case IS_OFFSETS_NOMEM:
+        out_of_memory(w, rkm, "offset tracker");
         rd_kafka_message_destroy(rkm);
         return;
     }
     is_job_t *job = calloc(1, sizeof(*job));
+    if (!job) { /* tracked and never done: no stored offset passes it */
+        out_of_memory(w, rkm, "job");
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
     job->rkm = rkm;
     job->gen = gen;
     job->refs = 1;
@@ -329,6 +371,13 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     if (!is_config_kafka_get(w->cfg, "auto.offset.reset") &&
         is_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))
         goto fail;
+    /* librdkafka commits stored offsets every 5 s by default, and a SIGKILL
+     * repeats what finished since the last commit (the fault suite counted
+     * about 37 records per kill): commit every second unless the operator
+     * chose otherwise. */
+    if (!is_config_kafka_get(w->cfg, "auto.commit.interval.ms") &&
+        is_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size))
+        goto fail;
     /* Statistics feed the lag metric and readiness (stats.h). */
     if (!is_config_kafka_get(w->cfg, "statistics.interval.ms") &&
         is_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size))
@@ -343,7 +392,12 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     rd_kafka_poll_set_consumer(rk);
 
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(4);
-    topics = strdup(w->cfg->input_topics);
+    if (!(topics = strdup(w->cfg->input_topics))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        rd_kafka_topic_partition_list_destroy(subs);
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
     for (char *t = strtok_r(topics, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
         rd_kafka_topic_partition_list_add(subs, t, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, subs);
@@ -370,8 +424,11 @@ static void drain_all(is_worker_t *w)
     double deadline = is_now_s() + w->cfg->shutdown_timeout_ms / 1e3;
 
     pthread_mutex_lock(&w->lock);
-    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)w->inflight),
+    size_t inflight = w->inflight;
+    pthread_mutex_unlock(&w->lock);
+    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)inflight),
             "stopping: finishing records in flight");
+    pthread_mutex_lock(&w->lock);
     while (w->inflight > 0) {
         pthread_mutex_unlock(&w->lock);
         /* Offsets are stored while draining, so a slow straggler does not
@@ -422,16 +479,19 @@ static int join_threads(is_worker_t *w, double grace_s)
         if (atomic_load(&w->slots[i].orphaned))
             continue;
         double left = until - is_now_s();
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += (time_t)(left > 0 ? left : 0);
-        if (pthread_timedjoin_np(w->threads[i], NULL, &ts)) {
+        struct timespec ts = is_clock_deadline(left > 0 ? (int64_t)(left * 1e3) : 0);
+        if (pthread_clockjoin_np(w->threads[i], NULL, CLOCK_MONOTONIC, &ts)) {
+            char topic[sizeof(w->slots[i].topic)];
+            int32_t partition;
+            /* Copied under the lock, logged without it (a blocked stderr). */
             pthread_mutex_lock(&w->lock);
-            IS_ERR("worker",
-                   json_pack("{s:i, s:s, s:i}", "thread", i, "topic", w->slots[i].topic,
-                             "partition", (int)w->slots[i].partition),
-                   "job thread did not stop; exiting without it (its record stays uncommitted)");
+            memcpy(topic, w->slots[i].topic, sizeof(topic));
+            partition = w->slots[i].partition;
             pthread_mutex_unlock(&w->lock);
+            IS_ERR("worker",
+                   json_pack("{s:i, s:s, s:i}", "thread", i, "topic", topic, "partition",
+                             (int)partition),
+                   "job thread did not stop; exiting without it (its record stays uncommitted)");
             running++;
         }
     }
@@ -440,6 +500,31 @@ static int join_threads(is_worker_t *w, double grace_s)
     pthread_mutex_unlock(&w->lock);
     w->nthreads = 0;
     return running;
+}
+
+int is_worker_sync_init(is_worker_t *w)
+{
+    if (pthread_mutex_init(&w->lock, NULL))
+        return -1;
+    /* Timed waits (drain_revoked, the pixel budget) count on the
+     * monotonic clock: a wall clock stepped back would stretch them. */
+    if (is_clock_cond_init(&w->cond_job)) {
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
+    if (is_clock_cond_init(&w->cond_idle)) {
+        pthread_cond_destroy(&w->cond_job);
+        pthread_mutex_destroy(&w->lock);
+        return -1;
+    }
+    return 0;
+}
+
+void is_worker_sync_destroy(is_worker_t *w)
+{
+    pthread_cond_destroy(&w->cond_job);
+    pthread_cond_destroy(&w->cond_idle);
+    pthread_mutex_destroy(&w->lock);
 }
 
 int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic_t *stop,
@@ -457,9 +542,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         nthreads + (cfg->worker_stuck_max_threads ? (int)cfg->worker_stuck_max_threads : nthreads);
     is_retry_budget_init(&w.budget, cfg->retry_budget_percent, cfg->retry_budget_min_per_second,
                          is_now_s());
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.cond_job, NULL);
-    pthread_cond_init(&w.cond_idle, NULL);
+    if (is_worker_sync_init(&w)) {
+        snprintf(errstr, errstr_size,
+                 "cannot initialise the worker's lock and condition variables");
+        return -1;
+    }
     is_pipeline_conf_init(&w.pconf, cfg);
     w.pconf.reserve = is_job_reserve_pixels;
     w.pconf.release = is_job_release_pixels;
@@ -470,7 +557,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
 
     if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;
-    /* Checked once here so a bad endpoint fails start-up, not a thread. The
+    /* Checked once here, with every setting the job threads use (job.c),
+     * so a bad endpoint or session token fails start-up, not a thread. The
      * probe also reads the lifecycle rules: a short timeout, so a store
      * that hangs delays start-up by seconds, not a whole s3.timeout.ms. */
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
@@ -481,10 +569,31 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                         .session_token = cfg->s3_session_token,
                         .path_style = cfg->s3_path_style,
                         .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
+                        /* a silent store must not hold start-up for long */
                         .timeout_ms =
-                            cfg->s3_timeout_ms < 10000 ? (long)cfg->s3_timeout_ms : 10000L};
+                            (long)(cfg->s3_timeout_ms < 10000 ? cfg->s3_timeout_ms : 10000),
+                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        .sse_kms_key_id = cfg->s3_sse_kms_key_id};
     if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
+    /* Then the store is asked whether it accepts the credentials: keys it
+     * does not know, a wrong secret, an invalid or expired session token
+     * would fail every PUT. Not whether it answers: a store that is down
+     * now is retried by the jobs, as any outage. */
+    {
+        char key[1200], why[1024];
+        snprintf(key, sizeof(key), "%simgsink-credential-check", cfg->s3_prefix);
+        is_s3_result_t r = is_s3_check_credentials(probe, key, why, sizeof(why));
+        if (r == IS_S3_PERMANENT) {
+            snprintf(errstr, errstr_size, "s3 start-up check: %s", why);
+            goto done;
+        }
+        if (r == IS_S3_TRANSIENT)
+            IS_WARN("s3", NULL,
+                    "start-up check: the store did not answer whether it accepts the "
+                    "credentials (%s); records wait and are retried until it does",
+                    why);
+    }
     if (is_keys_retention_classes(cfg->retention_classes, w.retention_days, &w.nretention, errstr,
                                   errstr_size) ||
         !(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
@@ -516,7 +625,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                       "max_inflight", (json_int_t)max_inflight(&w)),
             "imgsink %s started", IS_VERSION);
 
-    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit)) {
+    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit) &&
+           !atomic_load(&w.oom)) {
         is_health_beat();
         if (is_now_s() - last_watch >= 1.0) {
             is_watchdog_check(&w);
@@ -556,6 +666,12 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                  "(%d) were left behind already (see the watchdog log above); exiting so the "
                  "orchestrator restarts this member; the stuck records stay uncommitted",
                  w.maxthreads - nthreads);
+        goto done;
+    }
+    if (atomic_load(&w.oom)) {
+        snprintf(errstr, errstr_size,
+                 "out of memory tracking a record (see the log above); exiting so the "
+                 "orchestrator restarts this member; the record stays uncommitted");
         goto done;
     }
     rc = 0;
@@ -605,8 +721,6 @@ done:
     free(w.args);
     is_retry_budget_destroy(&w.budget);
     is_pipeline_global_term();
-    pthread_cond_destroy(&w.cond_job);
-    pthread_cond_destroy(&w.cond_idle);
-    pthread_mutex_destroy(&w.lock);
+    is_worker_sync_destroy(&w);
     return rc;
 }

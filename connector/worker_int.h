@@ -11,7 +11,10 @@
  *     DLQ) and mark their offsets done in the tracker.
  *   - w->lock protects the queue, the running slots, the in-flight counters
  *     and the pixel budget; the tracker has its own lock. Never hold
- *     w->lock while calling into librdkafka, libvips or libcurl.
+ *     w->lock while calling into librdkafka, libvips or libcurl, nor while
+ *     logging: a blocked stderr would stop every job thread.
+ *   - Timed waits on cond_job and cond_idle count on CLOCK_MONOTONIC
+ *     (clock.h, is_worker_sync_init).
  */
 #ifndef IS_WORKER_INT_H
 #define IS_WORKER_INT_H
@@ -24,6 +27,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "claimcheck.h"
+#include "clock.h"
 #include "config.h"
 #include "dlq.h"
 #include "envelope.h"
@@ -110,6 +114,7 @@ typedef struct is_worker {
     atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
     atomic_int fatal;
     atomic_int stuck_exit; /* too many stuck threads: stop, exit non-zero */
+    atomic_int oom;        /* a record could not be tracked: stop, exit non-zero */
 
     /* counters, logged at exit */
     atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances, n_stuck;
@@ -136,12 +141,24 @@ void is_job_unref(is_job_t *job);
  * over the jobs of threads that stay stuck. */
 void is_watchdog_check(is_worker_t *w);
 
-/* CLOCK_MONOTONIC in seconds and milliseconds. */
-double is_now_s(void);
-int64_t is_now_ms(void);
+/* The pixel budget (worker.max.inflight.pixels, job.c). reserve blocks
+ * until pixels more fit (one image is always admitted when nothing else
+ * holds budget) and returns 0, or -1 to give up (shutdown past its
+ * deadline, or the calling thread was left behind by the watchdog: it may
+ * hold no budget, see job.c); release returns what a successful reserve took. slot is the
+ * calling job thread's slot, which counts what its pipeline holds (NULL
+ * outside a job thread). Any thread; they take w->lock. */
+int is_job_budget_reserve(is_worker_t *w, is_slot_t *slot, int64_t pixels);
+void is_job_budget_release(is_worker_t *w, is_slot_t *slot, int64_t pixels);
 
-/* Pixel budget hooks given to the pipeline (job.c). */
+/* The same as pipeline hooks (is_pipeline_conf_t.reserve/release): ctx is
+ * the worker, the slot that of the job thread calling. */
 int is_job_reserve_pixels(void *ctx, int64_t pixels);
 void is_job_release_pixels(void *ctx, int64_t pixels);
+
+/* w->lock and the condition variables, before any thread starts; destroy
+ * after the last one was joined (worker.c). Returns 0 or -1. */
+int is_worker_sync_init(is_worker_t *w);
+void is_worker_sync_destroy(is_worker_t *w);
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include "chain.h"
 
+#include <ctype.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "exec.h"
+#include "log.h"
 #include "plugin.h"
 
 #define MAX_PROCS 16
@@ -26,11 +28,20 @@ typedef struct proc {
     char *command;
     int64_t timeout_ms;
     int retries;
+    char **envp; /* the program's whole environment, owned */
 } proc_t;
+
+/* At most this many secrets are hidden from exec programs' errors. */
+#define MAX_HIDE 32
 
 struct is_chain {
     proc_t procs[MAX_PROCS];
     int n;
+    /* Copies of the configured secrets (is_config_secrets): an exec
+     * program's stderr or command may quote one, and its error goes to the
+     * DLQ headers and the log. Owned, read-only after is_chain_new. */
+    char *hide[MAX_HIDE];
+    size_t nhide;
 };
 
 static const char *stage_names[] = {"source", "base", "rendition"};
@@ -58,6 +69,43 @@ static int parse_int(const char *s, int64_t min, int64_t max, int64_t *out)
     return 0;
 }
 
+/* The ABI check of plugin.h. The first member is read alone: a plugin of
+ * another version may have another layout after it. */
+static int check_abi(const is_plugin_t *pl, char *errstr, size_t errstr_size)
+{
+    if (pl->abi_version != IS_PLUGIN_ABI_VERSION) {
+        snprintf(errstr, errstr_size,
+                 "plugin ABI version %d, this imgsink needs %d: rebuild the plugin against this "
+                 "imgsink's processors/plugin.h",
+                 pl->abi_version, IS_PLUGIN_ABI_VERSION);
+        return -1;
+    }
+    if (pl->struct_size != sizeof(is_plugin_t)) {
+        snprintf(errstr, errstr_size,
+                 "plugin struct is %zu bytes, this imgsink's is_plugin_t is %zu (same ABI version "
+                 "%d): the plugin was built against another processors/plugin.h; rebuild it, "
+                 "defining the plugin with IS_PLUGIN_DEFINE",
+                 pl->struct_size, sizeof(is_plugin_t), IS_PLUGIN_ABI_VERSION);
+        return -1;
+    }
+    if (pl->vips_major != vips_version(0)) {
+        snprintf(errstr, errstr_size,
+                 "plugin built against libvips %d.%d, this imgsink runs libvips %s (another "
+                 "major version): rebuild the plugin against it",
+                 pl->vips_major, pl->vips_minor, vips_version_string());
+        return -1;
+    }
+    if (!pl->init || !pl->process) {
+        snprintf(errstr, errstr_size,
+                 "plugin '%s' has no %s function (is_plugin.%s is NULL): both init and process "
+                 "are required",
+                 pl->name ? pl->name : "(no name)", !pl->init ? "init" : "process",
+                 !pl->init ? "init" : "process");
+        return -1;
+    }
+    return 0;
+}
+
 static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
     const char *path = kv_get(cfg, p->name, "path");
@@ -79,14 +127,22 @@ static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t e
                  p->name, path, IS_PLUGIN_SYMBOL);
         return -1;
     }
-    if (p->plugin->abi_version != IS_PLUGIN_ABI_VERSION || !p->plugin->init ||
-        !p->plugin->process) {
-        snprintf(errstr, errstr_size,
-                 "processor.%s.path=%s: plugin ABI version %d, this imgsink needs %d", p->name,
-                 path, p->plugin->abi_version, IS_PLUGIN_ABI_VERSION);
+    if (check_abi(p->plugin, errstr, errstr_size)) {
+        /* errstr holds the reason; the path goes in front. */
+        char why[512];
+        snprintf(why, sizeof(why), "%s", errstr);
+        snprintf(errstr, errstr_size, "processor.%s.path=%s: %s", p->name, path, why);
         p->plugin = NULL;
         return -1;
     }
+    if (p->plugin->vips_minor != vips_version(1))
+        IS_WARN("processors",
+                json_pack("{s:s,s:s,s:i,s:i,s:s}", "processor", p->name, "path", path,
+                          "plugin_vips_major", p->plugin->vips_major, "plugin_vips_minor",
+                          p->plugin->vips_minor, "vips", vips_version_string()),
+                "processor %s: plugin %s was built against libvips %d.%d, running %s; it "
+                "should work (same major version), rebuild it when you can",
+                p->name, path, p->plugin->vips_major, p->plugin->vips_minor, vips_version_string());
     for (size_t i = 0; i < cfg->nprocessor_kv && nkv < 64; i++) {
         const char *k = cfg->processor_kv[i].key;
         if (strncmp(k, p->name, nl) || k[nl] != '.' || !strcmp(k + nl + 1, "type") ||
@@ -105,21 +161,78 @@ static int load_plugin(proc_t *p, const is_config_t *cfg, char *errstr, size_t e
     return 0;
 }
 
+/* An environment variable's name as POSIX shells accept it. */
+static int env_name_ok(const char *n)
+{
+    if (!*n || (!isalpha((unsigned char)*n) && *n != '_'))
+        return 0;
+    for (; *n; n++)
+        if (!isalnum((unsigned char)*n) && *n != '_')
+            return 0;
+    return 1;
+}
+
+/* The program's whole environment: PATH and LANG unless configured, then
+ * each processor.NAME.env.VAR = VALUE. Nothing of the worker's own
+ * environment, which holds its secrets (IMGSINK_S3_SECRET_KEY). */
+static int build_env(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    size_t nl = strlen(p->name), n = 0;
+    int path = 0, lang = 0;
+
+    if (!(p->envp = calloc(cfg->nprocessor_kv + 3, sizeof(char *))))
+        goto oom;
+    for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
+        const char *k = cfg->processor_kv[i].key, *v = cfg->processor_kv[i].value;
+        if (strncmp(k, p->name, nl) || k[nl] != '.' || strncmp(k + nl + 1, "env.", 4))
+            continue;
+        path |= !strcmp(k + nl + 5, "PATH");
+        lang |= !strcmp(k + nl + 5, "LANG");
+        if (asprintf(&p->envp[n++], "%s=%s", k + nl + 5, v) < 0) {
+            p->envp[--n] = NULL;
+            goto oom;
+        }
+    }
+    if ((!path && !(p->envp[n++] = strdup("PATH=/usr/bin:/bin"))) ||
+        (!lang && !(p->envp[n++] = strdup("LANG=C"))))
+        goto oom;
+    return 0;
+oom:
+    snprintf(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
 static int load_exec(proc_t *p, const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    static const char *const known[] = {"type", "command", "timeout.ms", "retries"};
     const char *cmd = kv_get(cfg, p->name, "command");
     const char *t = kv_get(cfg, p->name, "timeout.ms"), *r = kv_get(cfg, p->name, "retries");
     int64_t v;
     size_t nl = strlen(p->name);
 
+    /* Whole keys only: a prefix or a part of a known key is a typo. */
     for (size_t i = 0; i < cfg->nprocessor_kv; i++) {
-        const char *k = cfg->processor_kv[i].key;
-        if (!strncmp(k, p->name, nl) && k[nl] == '.' &&
-            !strstr(",type,command,timeout.ms,retries,", k + nl + 1)) {
+        const char *k = cfg->processor_kv[i].key, *sub = k + nl + 1;
+        int ok = 0;
+        if (strncmp(k, p->name, nl) || k[nl] != '.')
+            continue;
+        for (size_t j = 0; j < sizeof(known) / sizeof(known[0]); j++)
+            ok |= !strcmp(sub, known[j]);
+        if (!strncmp(sub, "env.", 4)) {
+            if (!env_name_ok(sub + 4)) {
+                snprintf(errstr, errstr_size,
+                         "processor.%s=%s: expected env.VAR with VAR made of letters, digits "
+                         "and '_', not starting with a digit",
+                         k, cfg->processor_kv[i].value);
+                return -1;
+            }
+            ok = 1;
+        }
+        if (!ok) {
             snprintf(errstr, errstr_size,
-                     "processor.%s: unknown key for an exec processor (command, timeout.ms, "
-                     "retries)",
-                     k);
+                     "processor.%s=%s: unknown key for an exec processor; expected "
+                     "processor.%s.type, .command, .timeout.ms, .retries or .env.VAR",
+                     k, cfg->processor_kv[i].value, p->name);
             return -1;
         }
     }
@@ -127,7 +240,10 @@ static int load_exec(proc_t *p, const is_config_t *cfg, char *errstr, size_t err
         snprintf(errstr, errstr_size, "processor.%s.command: required for exec", p->name);
         return -1;
     }
-    p->command = strdup(cmd);
+    if (!(p->command = strdup(cmd)) || build_env(p, cfg, errstr, errstr_size)) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
     p->timeout_ms = 10000;
     p->retries = 2;
     if (t) {
@@ -168,6 +284,13 @@ is_chain_t *is_chain_new(const is_config_t *cfg, char *errstr, size_t errstr_siz
         snprintf(errstr, errstr_size, "out of memory");
         goto done;
     }
+    const char *secrets[MAX_HIDE];
+    size_t nsecrets = is_config_secrets(cfg, secrets, MAX_HIDE);
+    for (size_t i = 0; i < nsecrets; i++)
+        if (!(c->hide[c->nhide++] = strdup(secrets[i]))) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto done;
+        }
     for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
         char *at = strchr(tok, '@');
         proc_t *p = &c->procs[c->n];
@@ -239,6 +362,9 @@ is_chain_t *is_chain_new(const is_config_t *cfg, char *errstr, size_t errstr_siz
 done:
     free(copy);
     if (!ok) {
+        /* The error may quote a value: a secret one is not shown. */
+        if (c)
+            is_exec_redact(errstr, errstr_size, (const char *const *)c->hide, c->nhide);
         is_chain_destroy(c);
         return NULL;
     }
@@ -256,7 +382,12 @@ void is_chain_destroy(is_chain_t *c)
         if (p->dl)
             dlclose(p->dl);
         free(p->command);
+        for (size_t j = 0; p->envp && p->envp[j]; j++)
+            free(p->envp[j]);
+        free(p->envp);
     }
+    for (size_t i = 0; i < c->nhide; i++)
+        free(c->hide[i]);
     free(c);
 }
 
@@ -268,24 +399,55 @@ int is_chain_count(const is_chain_t *c, is_stage_t stage)
     return n;
 }
 
-/* One exec run with the timeout policy of chain.h. */
-static is_proc_result_t run_exec(const proc_t *p, const is_chain_ctx_t *ctx, const void *in,
-                                 size_t len, void **out, size_t *out_len, char *errstr,
-                                 size_t errstr_size)
+/* One exec run with the timeout policy of chain.h. The program's time comes
+ * out of the image's: it gets min(timeout.ms, what is left of
+ * limits.timeout.ms), so several exec processors together cannot keep one
+ * image past its limit (nor past worker.stuck.timeout.ms, which is larger). */
+static is_proc_result_t run_exec(const is_chain_t *c, const proc_t *p, const is_chain_ctx_t *ctx,
+                                 const void *in, size_t len, void **out, size_t *out_len,
+                                 char *errstr, size_t errstr_size)
 {
     char why[1024];
+    is_exec_opts_t o = {.max_out = (size_t)ctx->max_bytes,
+                        .envp = p->envp,
+                        .hide = (const char *const *)c->hide,
+                        .nhide = c->nhide};
     for (int tries = 0;; tries++) {
-        is_exec_status_t st = is_exec_run(p->command, in, len, p->timeout_ms,
-                                          (size_t)ctx->max_bytes, out, out_len, why, sizeof(why));
+        int64_t left = ctx->deadline ? is_deadline_left_ms(ctx->deadline) : INT64_MAX;
+        int cut = left < p->timeout_ms;
+        if (left <= 0) {
+            snprintf(errstr, errstr_size,
+                     "processor %s: not started, the image's limits.timeout.ms (%lld ms) has "
+                     "passed",
+                     p->name, (long long)ctx->deadline->ms);
+            return IS_PROC_FAIL;
+        }
+        o.timeout_ms = cut ? left : p->timeout_ms;
+        is_exec_status_t st = is_exec_run(p->command, in, len, &o, out, out_len, why, sizeof(why));
         if (st == IS_EXEC_OK) {
             if (*out_len == 0) {
                 free(*out);
                 *out = NULL;
                 snprintf(errstr, errstr_size, "processor %s: '%s' wrote nothing to stdout", p->name,
                          p->command);
+                is_exec_redact(errstr, errstr_size, o.hide, o.nhide);
                 return IS_PROC_FAIL;
             }
             return IS_PROC_OK;
+        }
+        /* Stopped at the image's limit: the image failed, not the program
+         * (the pipeline reports it as the limit). */
+        if (st == IS_EXEC_TIMEOUT && cut) {
+            snprintf(errstr, errstr_size,
+                     "processor %s: stopped at the image's limits.timeout.ms (%lld ms): %s",
+                     p->name, (long long)ctx->deadline->ms, why);
+            return IS_PROC_FAIL;
+        }
+        /* The worker could not learn the program's exit status: its output
+         * cannot be trusted, and the record is not at fault. */
+        if (st == IS_EXEC_WAIT_ERROR) {
+            snprintf(errstr, errstr_size, "processor %s: %s", p->name, why);
+            return IS_PROC_RETRY;
         }
         if (st == IS_EXEC_TIMEOUT && ctx->attempt < 0 && tries < p->retries &&
             !(ctx->deadline && is_deadline_passed(ctx->deadline)))
@@ -319,7 +481,7 @@ is_proc_result_t is_chain_run_bytes(const is_chain_t *c, const is_chain_ctx_t *c
         if (p->stage != IS_STAGE_SOURCE)
             continue;
         is_proc_result_t r =
-            run_exec(p, ctx, cur ? cur : in, cur_len, &next, &next_len, errstr, errstr_size);
+            run_exec(c, p, ctx, cur ? cur : in, cur_len, &next, &next_len, errstr, errstr_size);
         free(cur);
         if (r != IS_PROC_OK)
             return r;
@@ -333,8 +495,8 @@ is_proc_result_t is_chain_run_bytes(const is_chain_t *c, const is_chain_ctx_t *c
 
 /* Image stage exec: PNG to the program, any allowed format back, decoded
  * into memory within the pixel limit. */
-static is_proc_result_t exec_image(const proc_t *p, const is_chain_ctx_t *ctx, VipsImage *in,
-                                   VipsImage **out, char *errstr, size_t errstr_size)
+static is_proc_result_t exec_image(const is_chain_t *c, const proc_t *p, const is_chain_ctx_t *ctx,
+                                   VipsImage *in, VipsImage **out, char *errstr, size_t errstr_size)
 {
     void *png = NULL, *res = NULL;
     size_t png_len = 0, res_len = 0;
@@ -347,7 +509,7 @@ static is_proc_result_t exec_image(const proc_t *p, const is_chain_ctx_t *ctx, V
         vips_error_clear();
         goto done;
     }
-    if ((r = run_exec(p, ctx, png, png_len, &res, &res_len, errstr, errstr_size)) != IS_PROC_OK)
+    if ((r = run_exec(c, p, ctx, png, png_len, &res, &res_len, errstr, errstr_size)) != IS_PROC_OK)
         goto done;
     r = IS_PROC_FAIL;
     if (!(im = vips_image_new_from_buffer(res, res_len, "", "fail_on",
@@ -408,7 +570,7 @@ is_proc_result_t is_chain_run_image(const is_chain_t *c, is_stage_t stage,
                     r = IS_PROC_FAIL;
             }
         } else {
-            r = exec_image(p, ctx, cur, &next, errstr, errstr_size);
+            r = exec_image(c, p, ctx, cur, &next, errstr, errstr_size);
         }
         g_object_unref(cur);
         cur = next;

@@ -6,7 +6,10 @@
  *   processor.NAME.type      = plugin | exec
  *   plugin: processor.NAME.path = FILE.so, other processor.NAME.* keys go to init()
  *   exec:   processor.NAME.command (run with /bin/sh -c),
- *           processor.NAME.timeout.ms (default 10000), processor.NAME.retries (default 2)
+ *           processor.NAME.timeout.ms (default 10000), processor.NAME.retries (default 2),
+ *           processor.NAME.env.VAR = VALUE (the program's environment: these, plus
+ *           PATH=/usr/bin:/bin and LANG=C unless set; nothing of the worker's)
+ *           Any other processor.NAME.* key of an exec processor is an error.
  *
  * Stages: source (the payload bytes before decoding; exec only: the bytes
  * on stdin, the new payload from stdout, which then goes through every
@@ -16,10 +19,14 @@
  * writes any allowed format back.
  *
  * Outcomes: a plugin returns OK/RETRY/FAIL itself. An exec program that
- * exits non-zero is FAIL with its stderr's tail; one that overruns its
- * timeout is RETRY while the record's attempt number is below retries, then
- * FAIL (when the caller does not count attempts, attempt < 0, the program is
- * re-run in place up to retries times).
+ * exits non-zero is FAIL with its stderr's tail (secrets hidden, exec.h);
+ * one that overruns its timeout is RETRY while the record's attempt number
+ * is below retries, then FAIL (when the caller does not count attempts,
+ * attempt < 0, the program is re-run in place up to retries times). An exec
+ * program gets min(timeout.ms, what is left of the image's deadline): one
+ * stopped at the deadline is FAIL, the image took too long (no retry). When
+ * the worker cannot learn how the program ended (waitpid failed) its output
+ * is not used and the outcome is RETRY: the record is not at fault.
  *
  * Threads: is_chain_new/_destroy on the main thread (they dlopen and run
  * plugins' init/destroy); is_chain_run_* from any number of job threads.
@@ -52,8 +59,9 @@ typedef struct is_chain_ctx {
 /* Builds the chain from cfg->processors_spec and cfg->processor_kv: loads
  * plugins, runs their init. Returns NULL with errstr when anything is
  * wrong (unknown type or stage, a processor.* key for a name not in
- * processors, missing path or command, ABI mismatch, init failure). An
- * empty spec gives an empty chain. */
+ * processors or unknown to an exec processor, missing path or command, a
+ * plugin failing the ABI check of plugin.h, init failure); configured
+ * secrets quoted in errstr are hidden. An empty spec gives an empty chain. */
 is_chain_t *is_chain_new(const is_config_t *cfg, char *errstr, size_t errstr_size);
 void is_chain_destroy(is_chain_t *chain);
 

@@ -3,27 +3,30 @@
  */
 #include "deadline.h"
 
-#include <time.h>
+#include <math.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "clock.h"
 
 void is_deadline_start(is_deadline_t *d, int64_t ms)
 {
     d->ms = ms;
-    d->end = now_s() + ms / 1e3;
+    d->end = is_now_s() + ms / 1e3;
     atomic_store(&d->hit, 0);
 }
 
 int is_deadline_passed(is_deadline_t *d)
 {
-    if (!atomic_load(&d->hit) && now_s() > d->end)
+    if (!atomic_load(&d->hit) && is_now_s() > d->end)
         atomic_store(&d->hit, 1);
     return atomic_load(&d->hit);
+}
+
+int64_t is_deadline_left_ms(is_deadline_t *d)
+{
+    double left = d->end - is_now_s();
+    if (is_deadline_passed(d) || left <= 0)
+        return 0;
+    return (int64_t)ceil(left * 1e3);
 }
 
 /* libvips' "eval" signal: runs while the image is being computed. The kill

@@ -30,6 +30,10 @@ typedef struct is_deadline {
 void is_deadline_start(is_deadline_t *d, int64_t ms);
 /* Non-zero once the time is up (also sets the flag). */
 int is_deadline_passed(is_deadline_t *d);
+/* Milliseconds left until the deadline, rounded up (0 once it has passed):
+ * a step that blocks outside libvips (an exec program) waits at most this
+ * long, so one image's steps together stay within limits.timeout.ms. */
+int64_t is_deadline_left_ms(is_deadline_t *d);
 /* Watches im until it is finalized. d may be NULL (no limit). */
 void is_deadline_watch(VipsImage *im, is_deadline_t *d);
 

@@ -14,6 +14,7 @@
 
 #include "analyze.h"
 #include "chain.h"
+#include "clock.h"
 #include "deadline.h"
 #include "log.h"
 
@@ -402,6 +403,18 @@ done:
     return pr;
 }
 
+int64_t is_pipeline_pixels(int width, int height, int frames)
+{
+    /* Sides up to VIPS_MAX_COORD times limits.max.frames (up to 100000)
+     * can pass INT64_MAX: a wrapped product would be small or negative and
+     * pass limits.max.pixels. */
+    int64_t area, px;
+    if (__builtin_mul_overflow((int64_t)width, (int64_t)height, &area) ||
+        __builtin_mul_overflow(area, (int64_t)frames, &px))
+        return -1;
+    return px;
+}
+
 /* Header checks: format allowed, frames, pixels. Fills res; returns the
  * pixel count that decoding will touch, or -1 with errstr. */
 static int64_t check_header(run_t *rn, is_result_t *res, char *errstr, size_t errstr_size)
@@ -454,8 +467,13 @@ static int64_t check_header(run_t *rn, is_result_t *res, char *errstr, size_t er
         anim |= conf->renditions[i].animated && res->pages > 1;
     /* Only the first frame is decoded unless a rendition is animated; the
      * header's height is that of one frame for a single-page load. */
-    px = (int64_t)res->width * res->height * (anim ? res->pages : 1);
-    if (px > conf->max_pixels) {
+    px = is_pipeline_pixels(res->width, res->height, anim ? res->pages : 1);
+    if (px < 0) {
+        snprintf(errstr, errstr_size,
+                 "image is %dx%d x frames %d: more pixels to decode than can be counted, "
+                 "limits.max.pixels is %lld",
+                 res->width, res->height, res->pages, (long long)conf->max_pixels);
+    } else if (px > conf->max_pixels) {
         snprintf(errstr, errstr_size,
                  "image is %dx%d%s%.0d = %lld pixels to decode, limits.max.pixels is %lld",
                  res->width, res->height, anim ? " x frames " : "", anim ? res->pages : 0,
@@ -477,7 +495,7 @@ is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const v
                                          size_t len, int attempt, is_result_t *res, char *errstr,
                                          size_t errstr_size)
 {
-    struct timespec t0, t1;
+    double t0 = is_now_s();
     VipsImage *base = NULL, *norm = NULL, *mem = NULL, *proc = NULL;
     is_proc_result_t rc = IS_PROC_FAIL;
     is_deadline_t dl;
@@ -487,7 +505,6 @@ is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const v
     int64_t reserved = 0, px;
     run_t rn = {.conf = conf, .chain = conf->chain ? conf->chain : global_chain};
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     memset(res, 0, sizeof(*res));
     res->bytes = len;
     is_deadline_start(&dl, conf->timeout_ms > 0 ? conf->timeout_ms : INT64_C(1) << 40);
@@ -582,8 +599,7 @@ done:
     VIPS_UNREF(mem);
     VIPS_UNREF(proc);
     free(processed);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    res->processing_ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    res->processing_ms = (is_now_s() - t0) * 1e3;
     if (rc != IS_PROC_OK) {
         double ms = res->processing_ms;
         is_result_clear(res);

@@ -84,6 +84,10 @@ int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *err
 void is_pipeline_conf_init(is_pipeline_conf_t *conf, const is_config_t *cfg);
 void is_pipeline_global_term(void);
 
+/* The pixels decoding an image touches: width x height x frames, or -1
+ * when that does not fit in 64 bits (over any limit). */
+int64_t is_pipeline_pixels(int width, int height, int frames);
+
 /* Processes one image. On OK, res holds the renditions in configuration
  * order (free with is_result_clear). On FAIL, errstr says why, in words an
  * operator can act on. */

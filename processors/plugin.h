@@ -3,11 +3,28 @@
  * code in C, loaded with dlopen at start.
  *
  * A plugin is a shared object that exports one symbol, IS_PLUGIN_SYMBOL
- * ("is_plugin"): a const is_plugin_t whose abi_version is
- * IS_PLUGIN_ABI_VERSION. imgsink refuses to start with a plugin of another
- * version. Build one against libvips and this header only:
+ * ("is_plugin"): a const is_plugin_t, best defined with IS_PLUGIN_DEFINE,
+ * which fills in what the ABI check needs:
+ *
+ *   IS_PLUGIN_DEFINE("watermark", wm_init, wm_process, wm_destroy);
+ *
+ * Build it against libvips and this header only:
  *
  *   cc -shared -fPIC -Iprocessors $(pkg-config --cflags vips) -o my.so my.c
+ *
+ * The ABI and its check at load (imgsink refuses to start, naming the
+ * plugin's path and what to do, unless every point holds):
+ * - abi_version == IS_PLUGIN_ABI_VERSION. The version changes whenever
+ *   is_plugin_t, is_plugin_kv_t, is_proc_result_t or the contract below
+ *   changes; abi_version stays the first member forever, so any plugin can
+ *   be asked. Version 1 had no struct_size and no libvips version: rebuild.
+ * - struct_size == sizeof(is_plugin_t) as this imgsink was built: catches a
+ *   plugin built against an edited or differently packed header.
+ * - vips_major == the running libvips' major version: the plugin passes
+ *   VipsImage objects and may use their fields, whose layout a major
+ *   version may change. Another minor version is only a warning in the log
+ *   (libvips keeps its ABI within a major version; rebuild when you can).
+ * - init and process are set (destroy may be NULL).
  *
  * Configuration (imgsink.conf):
  *
@@ -46,7 +63,7 @@
 
 #include "processor.h"
 
-#define IS_PLUGIN_ABI_VERSION 1
+#define IS_PLUGIN_ABI_VERSION 2
 #define IS_PLUGIN_SYMBOL      "is_plugin"
 
 /* One processor.NAME.KEY = VALUE setting, without the "processor.NAME."
@@ -56,8 +73,11 @@ typedef struct is_plugin_kv {
 } is_plugin_kv_t;
 
 typedef struct is_plugin {
-    int abi_version;  /* IS_PLUGIN_ABI_VERSION */
-    const char *name; /* for logs and errors, e.g. "watermark" */
+    int abi_version;    /* IS_PLUGIN_ABI_VERSION; always the first member */
+    size_t struct_size; /* sizeof(is_plugin_t) where the plugin was built */
+    int vips_major;     /* VIPS_MAJOR_VERSION where the plugin was built */
+    int vips_minor;     /* VIPS_MINOR_VERSION where the plugin was built */
+    const char *name;   /* for logs and errors, e.g. "watermark" */
     /* Returns the instance, or NULL with errstr set (imgsink then refuses
      * to start, showing errstr). An unknown key should be an error. */
     void *(*init)(const is_plugin_kv_t *conf, size_t nconf, char *errstr, size_t errstr_size);
@@ -65,5 +85,19 @@ typedef struct is_plugin {
                                 size_t errstr_size);
     void (*destroy)(void *instance); /* NULL instance: nothing to do */
 } is_plugin_t;
+
+/* Defines the exported is_plugin symbol with the ABI fields of the header
+ * and libvips the plugin is compiled against. */
+#define IS_PLUGIN_DEFINE(NAME, INIT, PROCESS, DESTROY)                                             \
+    const is_plugin_t is_plugin = {                                                                \
+        .abi_version = IS_PLUGIN_ABI_VERSION,                                                      \
+        .struct_size = sizeof(is_plugin_t),                                                        \
+        .vips_major = VIPS_MAJOR_VERSION,                                                          \
+        .vips_minor = VIPS_MINOR_VERSION,                                                          \
+        .name = (NAME),                                                                            \
+        .init = (INIT),                                                                            \
+        .process = (PROCESS),                                                                      \
+        .destroy = (DESTROY),                                                                      \
+    }
 
 #endif

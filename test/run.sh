@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs imgsink's test suites and ends with one summary line:
-#   "N passed, M failed"
+#   "N passed, M failed, K skipped"
+# A TAP "ok ... # SKIP reason" line is a skip, never a pass.
 #
 #   test/run.sh            unit + asan + fuzz + e2e + faults (what `make test` runs)
 #   test/run.sh unit|asan|fuzz|e2e [NAME...]
@@ -19,37 +20,101 @@ mkdir -p "$LOGDIR"
 
 passed=0
 failed=0
+skipped=0
 failures=()
 
-# count NAME LOGFILE EXIT: tallies TAP lines of one program's output.
+# count NAME LOGFILE EXIT: tallies TAP lines of one program's output. "ok"
+# lines with a "# SKIP" directive (TAP: any case, after the description)
+# are skips; the other "ok" lines are passes.
 count() {
-    local name=$1 log=$2 rc=$3 p f
+    local name=$1 log=$2 rc=$3 p f k
     p=$(grep -cE '^ok( |$)' "$log")
+    k=$(grep -ciE '^ok( |$).*#[[:space:]]*skip' "$log")
+    p=$((p - k))
     f=$(grep -cE '^not ok( |$)' "$log")
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
         # Crashed or failed outside a test case: that is a failure too.
         f=1
         echo "not ok - $name exited with status $rc" >>"$log"
     fi
-    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$k" -eq 0 ]; then
         f=1
         echo "not ok - $name ran no test" >>"$log"
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+    skipped=$((skipped + k))
     if [ "$f" -gt 0 ]; then
         failures+=("$name")
-        echo "FAIL $name ($p passed, $f failed) - log: $log"
+        echo "FAIL $name ($p passed, $f failed, $k skipped) - log: $log"
         grep -E '^not ok|^# ' "$log" | head -20 | sed 's/^/    /'
     else
-        echo "ok   $name ($p passed)"
+        echo "ok   $name ($p passed$([ "$k" -gt 0 ] && echo ", $k skipped"))"
+    fi
+    if [ "$k" -gt 0 ]; then
+        grep -iE '^ok( |$).*#[[:space:]]*skip' "$log" | head -10 | sed 's/^/    /'
     fi
 }
 
+# preflight SUITE: the tools SUITE needs, checked before it runs so a
+# missing one reads as such, not as a linker error or a stack that does not
+# start. Prints one "not ok - preflight: ..." line per missing tool into the
+# summary (a failure) and returns 1 when anything is missing.
+# minio, mc and toxiproxy-server live in the deps cache (test/stack/common.sh).
+IMGSINK_BIN=$(. test/stack/common.sh && echo "$IMGSINK_BIN")
+have_tool() { command -v "$1" >/dev/null 2>&1 || [ -x "$IMGSINK_BIN/$1" ]; }
+# runtime_lib COMPILER FILE: the compiler finds FILE (it prints the bare
+# name when it does not).
+runtime_lib() { local f; f=$("$1" -print-file-name="$2" 2>/dev/null) && [ -f "$f" ]; }
+preflight() {
+    local suite=$1 log=$LOGDIR/preflight-$1.log missing=() t
+    local pkgs="rdkafka vips avro-c libcurl libcrypto jansson libxml-2.0 libmicrohttpd cmocka"
+    case $suite in
+    unit | asan)
+        for t in cc pkg-config; do have_tool "$t" || missing+=("$t"); done
+        if have_tool pkg-config; then
+            for t in $pkgs; do pkg-config --exists "$t" || missing+=("the $t library (pkg-config $t)"); done
+        fi
+        if [ "$suite" = asan ] && have_tool cc; then
+            for t in libasan.so libubsan.so; do runtime_lib cc "$t" || missing+=("cc's $t"); done
+        fi
+        ;;
+    fuzz)
+        if have_tool clang; then
+            for t in libclang_rt.fuzzer-x86_64.a libclang_rt.asan-x86_64.a; do
+                runtime_lib clang "$t" || missing+=("clang's $t")
+            done
+        else
+            missing+=(clang)
+        fi
+        ;;
+    e2e)
+        for t in java kcat mc minio curl python3 exiftool gdb promtool toxiproxy-server; do
+            have_tool "$t" || missing+=("$t")
+        done
+        if have_tool python3 && ! python3 -c 'import yaml' 2>/dev/null; then
+            missing+=("python3 with yaml")
+        fi
+        ;;
+    faults)
+        have_tool toxiproxy-server || missing+=(toxiproxy-server)
+        ;;
+    esac
+    [ ${#missing[@]} -eq 0 ] && return 0
+    : >"$log"
+    for t in "${missing[@]}"; do
+        echo "not ok - preflight: $suite needs $t (install with make deps)" | tee -a "$log"
+    done
+    count "$suite/preflight" "$log" 1 >/dev/null
+    return 1
+}
+
 run_cmocka() {
-    local dir=$1 label=$2 t name log rc
+    local dir=$1 label=$2 t name log rc n=0
+    preflight "$label" || return
     for t in "$dir"/test_*; do
         [ -x "$t" ] || continue
+        n=$((n + 1))
         name="$label/$(basename "$t")"
         log="$LOGDIR/${label}_$(basename "$t").log"
         CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
@@ -58,10 +123,16 @@ run_cmocka() {
         rc=$?
         count "$name" "$log" "$rc"
     done
+    if [ "$n" -eq 0 ]; then
+        # Nothing built is not nothing failed.
+        echo "not ok - $label: no test program in $dir (make build-tests)" >"$LOGDIR/$label.log"
+        count "$label" "$LOGDIR/$label.log" 1
+    fi
 }
 
 run_e2e() {
     local t name log rc
+    preflight e2e || return
     # shellcheck disable=SC2317
     cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
     trap cleanup EXIT
@@ -91,6 +162,7 @@ run_e2e() {
 # per target; a finding leaves its input in $BUILD/fuzz/ (artifact).
 run_fuzz() {
     local secs=${FUZZ_SECONDS:-10} t name log rc seeds extra
+    preflight fuzz || return
     log="$LOGDIR/fuzz-build.log"
     if ! make -s fuzz-build BUILD="$BUILD" >"$log" 2>&1; then
         echo "not ok - fuzz targets build (make fuzz-build, needs clang)" >>"$log"
@@ -130,6 +202,7 @@ run_fuzz() {
 # already started it) and stopped on exit the same way.
 run_faults() {
     local log=$LOGDIR/faults.log rc
+    preflight faults || return
     # shellcheck disable=SC2317
     cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
     trap cleanup EXIT
@@ -172,5 +245,5 @@ echo
 if [ "$failed" -gt 0 ]; then
     echo "failed: ${failures[*]}"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -41,9 +41,21 @@ done
 check "killed $kills workers mid-run, before all $n records were done" \
     [ "$(count_objects "$prefix" metadata.json)" -lt "$n" ]
 
+since_ms=$(date +%s%3N)
 start_worker w3 "$TMP/w.conf" >/dev/null
 check "restarted worker reaches lag 0 on all 6 partitions" \
     wait_for 600 committed_equals_end "$group" "$topic" 6
+
+# A SIGKILL repeats what finished since the last commit: while it works, the
+# worker commits its stored offsets every second (kafka.auto.commit.interval.ms
+# 1000 unless set; librdkafka's own default is 5 s). Read from the broker's
+# __consumer_offsets: the commits of the restarted worker, a second or two
+# apart (an image can take longer than a second), never every 5 s.
+cadence=$(python3 "$ROOT/test/e2e/commit_cadence.py" --bootstrap "$KAFKA_BOOTSTRAP" \
+    --group "$group" --topic "$topic" --since-ms "$since_ms")
+note "commits of the restarted worker: $cadence"
+check "the restarted worker committed at least every 2.5 s while it worked (median gap)" \
+    python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(not (c["commits"] >= 2 and c["median_gap_ms"] <= 2500))' "$cadence"
 
 python3 "$ROOT/test/e2e/verify_store.py" --alias "$MC_ALIAS" --bucket "$S3_BUCKET" \
     --prefix "$prefix" --uploaded-at-ms "$uploaded" --ids "$TMP/ids" \

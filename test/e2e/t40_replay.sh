@@ -31,7 +31,10 @@ check "produced $N records" \
     test "$(grep -c "produced $((N / 2)) records.* $((N / 2)) delivered, 0 failed" "$TMP/produce.out")" -eq 2
 
 # log.level=debug: the worker logs "record written" with partition and offset.
-write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" "log.level=debug"
+# Renditions in every output format and fit, for the byte-identity check at
+# the end.
+write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" "log.level=debug" \
+    "renditions=large=2048x2048/webp/80,medium=40x40/jpeg/82/cover,thumb=24x24/png/90/attention,small=32x32/avif/50"
 start_worker w1 "$TMP/w.conf" >/dev/null
 wpid=${WORKER_PIDS[-1]}
 check "first run: lag 0 on all 3 partitions" wait_for 180 committed_equals_end "$group" "$topic" 3
@@ -225,6 +228,58 @@ for l in open(log_p):
 want_log = {(P, o) for o in range(k, endP)}
 print(f"# worker log, second run: {sorted(written)}")
 check(written == want_log, f"the worker's log: second run wrote exactly {P}:{k}..{endP - 1}")
+sys.exit(1 if fails else 0)
+PY
+[ $? -eq 0 ] || N_FAIL=$((N_FAIL + 1))
+
+# --- a replay rewrites identical bytes -----------------------------------------
+# The whole group back to the earliest offset: every object is written
+# again (LastModified moves) and its bytes, as mc reads them back, are the
+# same: renditions in all four formats and metadata.json.
+# object_hashes FILE: "key sha256 lastModified" for every object of the test.
+object_hashes() {
+    mc ls --recursive --json "$MC_ALIAS/$S3_BUCKET/$prefix/" 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    if l.strip():
+        d = json.loads(l); print(d["key"], d["lastModified"])' |
+        while read -r key lm; do
+            echo "$key $(mc cat "$MC_ALIAS/$S3_BUCKET/$prefix/$key" | sha256sum | cut -d' ' -f1) $lm"
+        done >"$1"
+}
+object_hashes "$TMP/hash.before"
+"$IMGSINK" replay -c "$TMP/w.conf" --group "$group" --topic "$topic" --to-earliest \
+    >"$TMP/replay-all.out" 2>&1
+check "replay of the whole group to earliest exits 0" test $? -eq 0
+sleep 1.2 # LastModified of the rewrite must differ from the first write's
+start_worker w3 "$TMP/w.conf" >/dev/null
+wpid=${WORKER_PIDS[-1]}
+check "third run: lag 0 again" wait_for 180 committed_equals_end "$group" "$topic" 3
+kill -TERM "$wpid"
+wait "$wpid"
+object_hashes "$TMP/hash.after"
+python3 - "$TMP/hash.before" "$TMP/hash.after" "$N" <<'PY'
+import sys
+def load(p):
+    return {l.split()[0]: l.split()[1:] for l in open(p) if l.strip()}
+before, after, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+fails = 0
+def check(cond, what):
+    global fails
+    print(("ok - " if cond else "not ok - ") + what)
+    fails += 0 if cond else 1
+exts = sorted({k.rsplit(".", 1)[-1] for k in after})
+check(set(before) == set(after) and len(after) == 5 * n,
+      f"same {len(after)} objects before and after the full replay ({n} records x 4 renditions + metadata.json; {exts})")
+rewritten = [k for k in after if k in before and after[k][1] != before[k][1]]
+check(len(rewritten) == len(after), f"every object was written again ({len(rewritten)} of {len(after)}, LastModified)")
+differ = sorted(k for k in after if k in before and after[k][0] != before[k][0])
+for k in differ[:10]:
+    print(f"# bytes differ: {k}: {before[k][0]} -> {after[k][0]}")
+by_ext = {}
+for k in differ:
+    by_ext[k.rsplit(".", 1)[-1]] = by_ext.get(k.rsplit(".", 1)[-1], 0) + 1
+check(not differ, f"every rewritten object has identical bytes (sha256 of mc cat; differing by type: {by_ext})")
 sys.exit(1 if fails else 0)
 PY
 [ $? -eq 0 ] || N_FAIL=$((N_FAIL + 1))

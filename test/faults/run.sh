@@ -179,7 +179,8 @@ print(f"# figures: seed {g('seed')}; {g('worker_runs')} worker runs; {g('records
       f"({g('poison')} poison); {g('kills')} kills; {g('stops')} stops; "
       f"{g('minio_restarts')} MinIO + {g('kafka_restarts')} Kafka restarts; "
       f"{g('network_faults')} network faults; lost {g('lost')}; duplicates: "
-      f"{g('duplicate_writes_logged')} repeated writes logged over {g('duplicate_records_logged')} records, "
+      f"{g('duplicate_writes_logged')} repeated writes logged over {g('duplicate_records_logged')} records "
+      f"({g('duplicates_per_kill')} per kill), "
       f"{g('duplicate_object_versions')} extra object versions; DLQ {g('dlq_records')} records "
       f"({g('dlq_duplicates')} duplicates); peak worker RSS {g('peak_rss_mib')} MiB; "
       f"{g('samples')} samples, {g('violations')} violations; duration {sys.argv[2]}s")

@@ -393,6 +393,14 @@ def main():
         for line in traceback.format_exc().splitlines():
             note(line)
         return 1
+    # Records written more than once, per SIGKILL: what a kill repeats (work
+    # finished since the last commit, and done records behind an unfinished
+    # one). Stops and restarts add a few; kills are most of it.
+    kills = figures.get("kills") or 0
+    figures["duplicates_per_kill"] = (round(figures.get("duplicate_records_logged", 0) / kills, 1)
+                                      if kills else None)
+    note(f"duplicates per kill: {figures['duplicates_per_kill']} "
+         f"({figures.get('duplicate_records_logged', 0)} records written more than once, {kills} kills)")
     figures["lost"] = lost_good + lost_poison
     figures["poison"] = sum(1 for r in manifest["records"] if r["kind"] != "good")
     tap(figures["lost"] == 0, f"lost records: {figures['lost']} ({lost_good} good records without "

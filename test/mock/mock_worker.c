@@ -24,6 +24,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <vips/vips.h>
 
+#include "clock.h"
 #include "config.h"
 #include "envelope.h"
 #include "s3.h"
@@ -42,13 +43,6 @@ static void check(int cond, const char *what)
     printf("%s - %s\n", cond ? "ok" : "not ok", what);
     fflush(stdout);
     failures += !cond;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void sleep_ms(int ms)
@@ -229,9 +223,9 @@ static int violations, samples;
  * are read, and only ever grow. */
 static int wait_done(const char *bootstraps, int timeout_s)
 {
-    double until = now_s() + timeout_s;
+    double until = is_now_s() + timeout_s;
     int64_t c = 0, e = 0;
-    while (now_s() < until) {
+    while (is_now_s() < until) {
         offsets(bootstraps, &c, &e);
         int written = count_metadata();
         samples++;
@@ -269,10 +263,10 @@ static void intruder(const char *bootstraps, int seconds, int leave_early)
     /* Cooperative rebalancing takes two rounds: the worker revokes first,
      * the intruder is assigned in the next one. Hold the partitions for
      * `seconds` once assigned. */
-    double until = now_s() + (leave_early ? seconds : 30), held_until = 0;
+    double until = is_now_s() + (leave_early ? seconds : 30), held_until = 0;
     int got = 0, held = 0;
     rd_kafka_topic_partition_list_t *asg = NULL;
-    while (now_s() < (held_until ? held_until : until)) {
+    while (is_now_s() < (held_until ? held_until : until)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (m) {
             got += !m->err;
@@ -281,7 +275,7 @@ static void intruder(const char *bootstraps, int seconds, int leave_early)
         if (!held_until && !rd_kafka_assignment(rk, &asg) && asg) {
             if (asg->cnt > 0) {
                 held = asg->cnt;
-                held_until = now_s() + seconds;
+                held_until = is_now_s() + seconds;
             }
             rd_kafka_topic_partition_list_destroy(asg);
             asg = NULL;

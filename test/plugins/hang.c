@@ -84,10 +84,4 @@ static void hang_destroy(void *instance)
     free(instance);
 }
 
-const is_plugin_t is_plugin = {
-    .abi_version = IS_PLUGIN_ABI_VERSION,
-    .name = "hang",
-    .init = hang_init,
-    .process = hang_process,
-    .destroy = hang_destroy,
-};
+IS_PLUGIN_DEFINE("hang", hang_init, hang_process, hang_destroy);

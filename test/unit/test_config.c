@@ -144,10 +144,100 @@ static void env_overrides_and_validation(void **state)
     assert_non_null(strstr(err, "IMGSINK_S3_TIMEOUT_MS"));
     assert_non_null(strstr(err, "expected an integer"));
     unsetenv("IMGSINK_S3_TIMEOUT_MS");
+    is_config_destroy(cfg);
+}
+
+/* Runs is_config_load_env with stderr (the log) captured into *logp. */
+static int load_env_logged(is_config_t *cfg, char *err, size_t err_size, char **logp)
+{
+    char path[] = "/tmp/test_config_log.XXXXXX";
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    int rc = is_config_load_env(cfg, err, err_size);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    off_t len = lseek(fd, 0, SEEK_END);
+    char *log = calloc(1, (size_t)len + 1);
+    assert_int_equal(pread(fd, log, (size_t)len, 0), len);
+    close(fd);
+    unlink(path);
+    *logp = log;
+    return rc;
+}
+
+/* A Kubernetes Service named imgsink (or imgsink-kafka) makes the kubelet
+ * inject these into every pod of the namespace: they must not stop
+ * start-up. One warning names them, without their values. */
+static void env_kubelet_service_variables(void **state)
+{
+    static const char *const vars[][2] = {
+        {"IMGSINK_SERVICE_HOST", "10.96.12.34"},
+        {"IMGSINK_SERVICE_PORT", "9464"},
+        {"IMGSINK_SERVICE_PORT_METRICS", "9464"},
+        {"IMGSINK_PORT", "tcp://10.96.12.34:9464"},
+        {"IMGSINK_PORT_9464_TCP", "tcp://10.96.12.34:9464"},
+        {"IMGSINK_PORT_9464_TCP_ADDR", "10.96.12.34"},
+        {"IMGSINK_PORT_9464_TCP_PORT", "9464"},
+        {"IMGSINK_PORT_9464_TCP_PROTO", "tcp"},
+        {"IMGSINK_KAFKA_SERVICE_HOST", "10.96.7.7"},
+        {"IMGSINK_KAFKA_PORT_9092_TCP_ADDR", "10.96.7.7"},
+    };
+    const size_t nvars = sizeof(vars) / sizeof(vars[0]);
+    char err[1024] = "", *log = NULL;
+    is_config_t *cfg = is_config_new();
+    (void)state;
+
+    for (size_t i = 0; i < nvars; i++)
+        setenv(vars[i][0], vars[i][1], 1);
+    setenv("IMGSINK_S3_BUCKET", "from-env", 1);
+    int rc = load_env_logged(cfg, err, sizeof(err), &log);
+    if (rc)
+        fail_msg("kubelet variables stopped start-up: %s", err);
+    assert_string_equal(cfg->s3_bucket, "from-env"); /* real keys still apply */
+    assert_null(is_config_kafka_get(cfg, "service.host"));
+    assert_null(is_config_kafka_get(cfg, "port.9092.tcp.addr"));
+    /* One warning line, naming every variable, no value. */
+    char *nl = strchr(log, '\n');
+    assert_non_null(nl);
+    assert_null(strchr(nl + 1, '\n'));
+    assert_non_null(strstr(log, "\"level\":\"warn\""));
+    for (size_t i = 0; i < nvars; i++)
+        if (!strstr(log, vars[i][0]))
+            fail_msg("warning lacks %s: %s", vars[i][0], log);
+    if (strstr(log, "10.96.") || strstr(log, "tcp://"))
+        fail_msg("warning shows a value: %s", log);
+    free(log);
+
+    /* An unknown name that looks like a typo is skipped too (named in the
+     * warning); a known key with a bad value still stops start-up. */
     setenv("IMGSINK_NO_SUCH", "1", 1);
-    assert_int_equal(is_config_load_env(cfg, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "no.such: unknown"));
+    setenv("IMGSINK_S3_TIMEOUT_MS", "soon", 1);
+    assert_int_equal(load_env_logged(cfg, err, sizeof(err), &log), -1);
+    assert_non_null(strstr(err, "IMGSINK_S3_TIMEOUT_MS"));
+    assert_non_null(strstr(err, "s3.timeout.ms=soon: expected an integer"));
+    free(log);
+    unsetenv("IMGSINK_S3_TIMEOUT_MS");
+    assert_int_equal(load_env_logged(cfg, err, sizeof(err), &log), 0);
+    assert_non_null(strstr(log, "IMGSINK_NO_SUCH"));
+    free(log);
+
+    /* The file stays strict: an unknown key there is an error. */
+    char path[] = "/tmp/test_config_conf.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "service.host=10.96.12.34\n", 25), 25);
+    close(fd);
+    assert_int_equal(is_config_load_file(cfg, path, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "service.host: unknown configuration key"));
+    unlink(path);
+
+    for (size_t i = 0; i < nvars; i++)
+        unsetenv(vars[i][0]);
     unsetenv("IMGSINK_NO_SUCH");
+    unsetenv("IMGSINK_S3_BUCKET");
     is_config_destroy(cfg);
 }
 
@@ -187,6 +277,7 @@ int main(void)
         cmocka_unit_test(good_values),
         cmocka_unit_test(file_errors_name_the_line),
         cmocka_unit_test(env_overrides_and_validation),
+        cmocka_unit_test(env_kubelet_service_variables),
         cmocka_unit_test(help_lists_every_key),
         cmocka_unit_test(sizes),
     };

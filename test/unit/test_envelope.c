@@ -675,15 +675,37 @@ static void test_id_and_tenant_rules(void **state)
         free(buf);                                                                                 \
     } while (0)
 
-    /* An empty id encodes as a leading 0x00, which AUTO takes for the
-     * Confluent magic byte; plain Avro mode reports the real problem. */
+    /* An empty id encodes as a leading 0x00, which looks like the
+     * Confluent magic byte; AUTO must still report the real problem, as
+     * plain Avro mode does, not a failed parse with a made-up schema id. */
     sample(&in, 0);
     in.id = "";
     encode(&in, -1, &buf, &len);
     assert_int_equal(buf[0], 0x00);
     expect_fail(buf, len, IS_ENVELOPE_AVRO, "plain Avro: id is empty", NULL);
-    expect_fail(buf, len, IS_ENVELOPE_AUTO, "Confluent schema id", NULL);
+    {
+        char err[512] = "";
+        is_record_t *rec = (is_record_t *)1;
+        assert_int_equal(
+            is_envelope_decode(buf, len, IS_ENVELOPE_AUTO, MAXREC, &rec, err, sizeof(err)), -1);
+        assert_null(rec);
+        if (strncmp(err, "plain Avro: id is empty", strlen("plain Avro: id is empty")))
+            fail_msg("AUTO, empty id: error \"%s\" does not start with \"plain Avro: id is "
+                     "empty\"",
+                     err);
+    }
     free(buf);
+    /* The same record framed as Confluent decodes, empty id and all, up to
+     * the id rule: AUTO names the rule for the Confluent parse. */
+    encode(&in, 7, &buf, &len);
+    expect_fail(buf, len, IS_ENVELOPE_AUTO, "Confluent schema id 7: id is empty", NULL);
+    free(buf);
+    /* Neither parse gets far: both reasons are given. */
+    {
+        static const unsigned char both[] = {0x00, 0x00, 0x00, 0x00, 0x03, 0x01};
+        expect_fail(both, sizeof(both), IS_ENVELOPE_AUTO,
+                    "Confluent schema id 3: ", "; as plain Avro: ");
+    }
     EXPECT_ID(id, "a/b", "id contains byte 0x2f at position 1");
     EXPECT_ID(id, "../../etc/passwd", "id contains byte 0x2f at position 2");
     EXPECT_ID(id, "..", "id starts with '.'");

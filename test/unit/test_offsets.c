@@ -22,13 +22,84 @@ static int64_t collect_one(is_offsets_t *ot, const char *topic, int32_t part)
     return -1; /* nothing new */
 }
 
+/* is_offsets_add as the worker reads it: the generation, or 0 when the
+ * record is not to be processed (untracked or out of memory). */
+static uint64_t add(is_offsets_t *ot, const char *topic, int32_t part, int64_t offset)
+{
+    uint64_t gen = 0;
+    return is_offsets_add(ot, topic, part, offset, &gen) == IS_OFFSETS_ADDED ? gen : 0;
+}
+
+/* Allocations the tracker makes from now on that fail (then succeed). */
+static int fail_allocs;
+
+static void *failing_calloc(size_t nmemb, size_t size)
+{
+    if (fail_allocs > 0) {
+        fail_allocs--;
+        return NULL;
+    }
+    return calloc(nmemb, size);
+}
+
+/* The ring of a partition cannot grow for offset 64. However the worker
+ * goes on (here: memory is back at once and the next records are offered
+ * and finished), the stored offset never passes 64: what is done below it
+ * is stored, up to exactly 64, the record to process again. */
+static void out_of_memory_never_passes_the_record(void **state)
+{
+    (void)state;
+    is_offsets_t *ot = is_offsets_new_with(failing_calloc);
+    uint64_t gen = 0, g = is_offsets_add_partition(ot, "t", 0);
+    assert_true(g > 0);
+    for (int64_t o = 0; o < 64; o++) /* the first ring holds 64 */
+        assert_int_equal(is_offsets_add(ot, "t", 0, o, &gen), IS_OFFSETS_ADDED);
+    fail_allocs = 1;
+    is_offsets_add_t rc64 = is_offsets_add(ot, "t", 0, 64, &gen);
+    for (int64_t o = 65; o < 70; o++)
+        if (is_offsets_add(ot, "t", 0, o, &gen) == IS_OFFSETS_ADDED)
+            is_offsets_done(ot, "t", 0, gen, o);
+    for (int64_t o = 0; o < 64; o++)
+        assert_int_equal(is_offsets_done(ot, "t", 0, g, o), 0);
+    assert_int_equal(collect_one(ot, "t", 0), 64);
+    assert_int_equal(collect_one(ot, "t", 0), -1);
+    /* Told apart from "not assigned", so the worker stops. */
+    assert_int_equal(rc64, IS_OFFSETS_NOMEM);
+    /* Another partition is not held back. */
+    uint64_t g1 = is_offsets_add_partition(ot, "t", 1);
+    assert_int_equal(is_offsets_add(ot, "t", 1, 7, &gen), IS_OFFSETS_ADDED);
+    assert_int_equal(is_offsets_done(ot, "t", 1, g1, 7), 0);
+    assert_int_equal(collect_one(ot, "t", 1), 8);
+    /* Assigned again (after the restart, from the committed 64), it
+     * tracks offsets again. */
+    uint64_t g2 = is_offsets_add_partition(ot, "t", 0);
+    assert_int_equal(is_offsets_add(ot, "t", 0, 64, &gen), IS_OFFSETS_ADDED);
+    assert_int_equal(is_offsets_done(ot, "t", 0, g2, 64), 0);
+    assert_int_equal(collect_one(ot, "t", 0), 65);
+    is_offsets_destroy(ot);
+}
+
+/* A partition that cannot be tracked at all on assign: none of its records
+ * is to be processed, nothing of it is stored. */
+static void out_of_memory_on_assign(void **state)
+{
+    (void)state;
+    is_offsets_t *ot = is_offsets_new_with(failing_calloc);
+    uint64_t gen = 0;
+    fail_allocs = 1;
+    assert_int_equal(is_offsets_add_partition(ot, "t", 0), 0);
+    assert_int_equal(is_offsets_add(ot, "t", 0, 5, &gen), IS_OFFSETS_UNTRACKED);
+    assert_int_equal(collect_one(ot, "t", 0), -1);
+    is_offsets_destroy(ot);
+}
+
 static void out_of_order(void **state)
 {
     (void)state;
     is_offsets_t *ot = is_offsets_new();
     uint64_t g = is_offsets_add_partition(ot, "t", 0);
     for (int64_t o = 10; o < 15; o++)
-        assert_int_equal(is_offsets_add(ot, "t", 0, o), g);
+        assert_int_equal(add(ot, "t", 0, o), g);
     assert_int_equal(is_offsets_done(ot, "t", 0, g, 12), 0);
     assert_int_equal(is_offsets_done(ot, "t", 0, g, 11), 0);
     assert_int_equal(collect_one(ot, "t", 0), -1); /* 10 still running */
@@ -49,13 +120,13 @@ static void gaps_and_unknown(void **state)
     (void)state;
     is_offsets_t *ot = is_offsets_new();
     uint64_t g = is_offsets_add_partition(ot, "t", 3);
-    is_offsets_add(ot, "t", 3, 100);
-    is_offsets_add(ot, "t", 3, 105); /* compacted gap */
+    add(ot, "t", 3, 100);
+    add(ot, "t", 3, 105); /* compacted gap */
     assert_int_equal(is_offsets_done(ot, "t", 3, g, 101), -1);
     assert_int_equal(is_offsets_done(ot, "t", 3, g, 105), 0);
     assert_int_equal(is_offsets_done(ot, "t", 3, g, 100), 0);
     assert_int_equal(collect_one(ot, "t", 3), 106);
-    assert_int_equal(is_offsets_add(ot, "nope", 0, 1), 0); /* untracked */
+    assert_int_equal(add(ot, "nope", 0, 1), 0); /* untracked */
     is_offsets_destroy(ot);
 }
 
@@ -64,12 +135,12 @@ static void revoked_generation_is_ignored(void **state)
     (void)state;
     is_offsets_t *ot = is_offsets_new();
     uint64_t g1 = is_offsets_add_partition(ot, "t", 0);
-    is_offsets_add(ot, "t", 0, 1);
-    is_offsets_add(ot, "t", 0, 2);
+    add(ot, "t", 0, 1);
+    add(ot, "t", 0, 2);
     assert_int_equal(is_offsets_remove_partition(ot, "t", 0), 2);
     uint64_t g2 = is_offsets_add_partition(ot, "t", 0);
     assert_true(g2 != g1);
-    is_offsets_add(ot, "t", 0, 2);
+    add(ot, "t", 0, 2);
     /* A job of the old assignment finishing late counts for nothing. */
     assert_int_equal(is_offsets_done(ot, "t", 0, g1, 2), -1);
     assert_int_equal(collect_one(ot, "t", 0), -1);
@@ -95,7 +166,7 @@ static void random_order_invariant(void **state)
     while (added < N || nwait) {
         /* Dispatch in bursts, complete in random order from a window. */
         while (added < N && nwait < 300 && rand() % 3) {
-            is_offsets_add(ot, "t", 1, added);
+            add(ot, "t", 1, added);
             order[nwait++] = added++;
         }
         if (!nwait)
@@ -124,6 +195,8 @@ int main(void)
         cmocka_unit_test(gaps_and_unknown),
         cmocka_unit_test(revoked_generation_is_ignored),
         cmocka_unit_test(random_order_invariant),
+        cmocka_unit_test(out_of_memory_never_passes_the_record),
+        cmocka_unit_test(out_of_memory_on_assign),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,18 +1,25 @@
 /*
  * test_ops.c - the pure parts of the operator commands: the lifecycle rule
- * matcher of `imgsink check`, the --to-time parser of `imgsink replay`, and
- * the progress line's ETA format.
+ * matcher of `imgsink check`, the --to-time parser of `imgsink replay`, the
+ * progress line's ETA format, and `imgsink produce` refusing an empty
+ * directory before it connects anywhere.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "admin.h"
 #include "check.h"
+#include "config.h"
+#include "produce.h"
 #include "progress.h"
 
 #define NS  "<LifecycleConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
@@ -278,6 +285,50 @@ static void eta_format(void **state)
     assert_string_equal(b, "--");
 }
 
+/* An empty directory: "no image files in DIR" and a failure status, not
+ * "produced 0 records" and 0 (and, under UBSan, no qsort of a NULL list). */
+static void produce_empty_directory(void **state)
+{
+    char dir[] = "/tmp/test_ops_empty.XXXXXX", logpath[] = "/tmp/test_ops_log.XXXXXX";
+    char *argv[] = {"produce", "--topic", "images", dir, NULL}, log[1024] = "";
+    is_config_t *cfg = is_config_new();
+    char err[256];
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    /* Only what produce skips: a dot file and a subdirectory. */
+    char sub[sizeof(dir) + 16];
+    snprintf(sub, sizeof(sub), "%s/.hidden", dir);
+    FILE *fp = fopen(sub, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(sub, sizeof(sub), "%s/subdir", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    /* Nothing listens there: the command must stop before connecting. */
+    assert_int_equal(is_config_set(cfg, "kafka.bootstrap.servers", "127.0.0.1:1", err, sizeof(err)),
+                     0);
+
+    int fd = mkstemp(logpath), saved = dup(STDERR_FILENO);
+    assert_true(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    int rc = is_produce_main(cfg, 4, argv);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    assert_true(pread(fd, log, sizeof(log) - 1, 0) >= 0);
+    close(fd);
+    unlink(logpath);
+    rmdir(sub);
+    snprintf(sub, sizeof(sub), "%s/.hidden", dir);
+    unlink(sub);
+    rmdir(dir);
+    is_config_destroy(cfg);
+
+    if (rc != 1 || !strstr(log, "no image files in ") || !strstr(log, dir))
+        fail_msg("produce on an empty directory: exit %d, stderr '%s'", rc, log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +336,7 @@ int main(void)
         cmocka_unit_test(lifecycle_classes),
         cmocka_unit_test(parse_time),
         cmocka_unit_test(eta_format),
+        cmocka_unit_test(produce_empty_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -173,20 +175,65 @@ static void run_case(void **state)
     g_free(buf);
 }
 
+/* The location tags of a file as exiftool reads them, one "[Group] Tag :
+ * value" line each (GPS IFD and XMP location), "" when there is none.
+ * exiftool, not libvips: the check must not share the code it checks.
+ * Fails the test when exiftool cannot run (make deps installs it). */
+static char *location_tags(const char *path)
+{
+    char cmd[1200], line[512];
+    GString *out = g_string_new("");
+    snprintf(cmd, sizeof(cmd),
+             "exiftool -q -q -a -s -G1 -gps:all -xmp:City -xmp:Country -xmp:Location "
+             "-xmp-exif:all '%s' 2>&1",
+             path);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        fail_msg("cannot run exiftool");
+    while (fgets(line, sizeof(line), p))
+        g_string_append(out, line);
+    int st = pclose(p);
+    /* exiftool exits 1 when no tag was found, which is what we hope for. */
+    if (!WIFEXITED(st) || WEXITSTATUS(st) > 1)
+        fail_msg("exiftool failed (status %d; installed by make deps): %s", st, out->str);
+    return g_string_free(out, FALSE);
+}
+
 /* Camera make/model are read, location is not: the result has no field
- * for it and the renditions carry no EXIF (checked in check_outputs). */
+ * for it and no rendition carries a GPS or XMP location tag, as exiftool
+ * reads them. The input really has them (make_inputs.py writes them with
+ * exiftool): checked first, so the test cannot pass on an input without. */
 static void camera_no_gps(void **state)
 {
     is_result_t res;
-    char err[512];
+    char err[512], path[] = "/tmp/test_pipeline_out.XXXXXX";
     size_t len;
-    void *buf = tu_read(tu_input("jpeg_gps_camera.jpg"), &len);
+    const char *input = tu_input("jpeg_gps_camera.jpg");
+    void *buf = tu_read(input, &len);
     (void)state;
+
+    char *in_tags = location_tags(input);
+    if (!strstr(in_tags, "GPSLatitude") || !strstr(in_tags, "GPSLongitude") ||
+        !strstr(in_tags, "City"))
+        fail_msg("%s lacks the GPS and XMP location tags the test needs: '%s'", input, in_tags);
+    g_free(in_tags);
+
     assert_int_equal(is_pipeline_run(&conf, buf, len, &res, err, sizeof(err)), IS_PROC_OK);
     assert_string_equal(res.camera_make, "Canon");
     assert_string_equal(res.camera_model, "Canon EOS 5D");
-    for (int i = 0; i < res.nout; i++)
-        assert_null(g_strstr_len(res.out[i].buf, (gssize)res.out[i].len, "GPS"));
+    assert_true(res.nout > 0);
+    for (int i = 0; i < res.nout; i++) {
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, res.out[i].buf, res.out[i].len), (ssize_t)res.out[i].len);
+        close(fd);
+        char *tags = location_tags(path);
+        unlink(path);
+        strcpy(path, "/tmp/test_pipeline_out.XXXXXX");
+        if (*tags)
+            fail_msg("rendition %s carries location tags:\n%s", res.out[i].name, tags);
+        g_free(tags);
+    }
     is_result_clear(&res);
     g_free(buf);
 }
@@ -272,6 +319,23 @@ static void animation(void **state)
         g_free(buf);
     }
     is_config_destroy(acfg);
+}
+
+/* width x height x frames, as the header check counts it, never wraps:
+ * libvips opens images up to VIPS_MAX_COORD a side, and limits.max.frames
+ * may be raised to 100000, which is 1e19 pixels, past what int64 holds. A
+ * count that does not fit is over any limit (-1), never a small or negative
+ * number that would pass limits.max.pixels. */
+static void pixel_count_overflow(void **state)
+{
+    (void)state;
+    assert_int_equal(is_pipeline_pixels(64, 48, 12), 36864);
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 1),
+                     INT64_C(100000000000000));
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 92233),
+                     INT64_C(9223300000000000000));
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 100000), -1);
+    assert_int_equal(is_pipeline_pixels(INT32_MAX, INT32_MAX, INT32_MAX), -1);
 }
 
 /* The icc option keeps the ICC profile and nothing else. */
@@ -404,6 +468,7 @@ int main(void)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(too_many_bytes);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(time_limit);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(animation);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(pixel_count_overflow);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(keep_icc);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(phash_and_colour);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(report_and_leaks);

@@ -142,10 +142,4 @@ done:
     return rc ? IS_PROC_FAIL : IS_PROC_OK;
 }
 
-const is_plugin_t is_plugin = {
-    .abi_version = IS_PLUGIN_ABI_VERSION,
-    .name = "watermark",
-    .init = wm_init,
-    .process = wm_process,
-    .destroy = wm_destroy,
-};
+IS_PLUGIN_DEFINE("watermark", wm_init, wm_process, wm_destroy);
