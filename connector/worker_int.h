@@ -26,10 +26,12 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "claimcheck.h"
 #include "clock.h"
 #include "config.h"
 #include "dlq.h"
 #include "envelope.h"
+#include "keys.h"
 #include "offsets.h"
 #include "pipeline.h"
 #include "retry_budget.h"
@@ -98,6 +100,13 @@ typedef struct is_worker {
     struct is_job_arg *args;
 
     is_retry_budget_t budget;
+
+    /* Built at start-up from the configuration, read-only after: what a
+     * record may reference (claimcheck.allowed) and ask to be kept
+     * (retention.classes). */
+    is_claimcheck_t *claimcheck;
+    int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
+    int nretention;
 
     /* Partitions paused for backpressure (poll thread only), or NULL. */
     rd_kafka_topic_partition_list_t *paused;
