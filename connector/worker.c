@@ -131,6 +131,46 @@ static int running_in(is_worker_t *w, const rd_kafka_topic_partition_list_t *par
     return n;
 }
 
+/* The group moved on while a commit was under way (members joined or
+ * left): the commit carried a generation the coordinator no longer takes. */
+static int generation_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+           err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+}
+
+/* After a failed commit: logs, per partition (of only, or all assigned
+ * when NULL), the offset the group has committed and the one this worker
+ * had stored. The records between them are done here and will be processed
+ * again by the next owner. Asks the coordinator (blocking, 2 s at most).
+ * Poll thread. */
+static void log_uncommitted(is_worker_t *w, const rd_kafka_topic_partition_list_t *only,
+                            const char *what, rd_kafka_resp_err_t err)
+{
+    rd_kafka_topic_partition_list_t *asked = rd_kafka_topic_partition_list_new(w->nparts + 1);
+    for (int i = 0; i < w->nparts; i++)
+        if (w->parts[i].stored >= 0 &&
+            (!only || in_list(only, w->parts[i].topic, w->parts[i].partition)))
+            rd_kafka_topic_partition_list_add(asked, w->parts[i].topic, w->parts[i].partition);
+    int known = asked->cnt > 0 && !rd_kafka_committed(w->rk, asked, 2000);
+    json_t *arr = json_array();
+    for (int i = 0; i < asked->cnt; i++) {
+        const is_part_t *p = part_find(w, asked->elems[i].topic, asked->elems[i].partition);
+        int64_t committed = known && !asked->elems[i].err ? asked->elems[i].offset : -1;
+        if (!p || (committed >= 0 && committed >= p->stored))
+            continue;
+        json_array_append_new(arr, json_pack("{s:s, s:i, s:I, s:I}", "topic", p->topic, "partition",
+                                             (int)p->partition, "committed", (json_int_t)committed,
+                                             "stored", (json_int_t)p->stored));
+    }
+    rd_kafka_topic_partition_list_destroy(asked);
+    IS_WARN("worker", json_pack("{s:s, s:o}", "error", rd_kafka_err2name(err), "partitions", arr),
+            "%s failed (%s): the records from each partition's committed offset (-1: unknown) "
+            "up to its stored offset are done but will be processed again",
+            what, rd_kafka_err2str(err));
+}
+
 /* Gives a partition being assigned its own fetch queue, before the assign
  * starts fetching it: librdkafka keeps an application's forwarding (see
  * rd_kafka_queue_forward), so none of its records reaches the consumer
@@ -216,8 +256,13 @@ static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts
                 "revoke drained: queued records dropped, unfinished ones left uncommitted");
 
     store_offsets(w);
+    /* Inside the callback the rebalance cannot be served, so a commit the
+     * group refused cannot wait for the next generation: the partitions
+     * leave now. What it would have committed is logged. */
     rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    if (generation_error(err))
+        log_uncommitted(w, parts, "commit on revoke", err);
+    else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         IS_WARN("rebalance", NULL, "commit on revoke failed: %s", rd_kafka_err2str(err));
 }
 
@@ -589,6 +634,90 @@ static void drain_all(is_worker_t *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The last commit before leaving. Several members stopping at once make
+ * the group rebalance under it, and the coordinator refuses the old
+ * generation (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS);
+ * librdkafka then rejoins, with the assignment lost for the first two. So
+ * the poll serves the rebalance (no record is dispatched any more: the
+ * rebalance callback may drop and add partitions), and the stored
+ * positions of partitions still assigned are committed again, explicitly:
+ * a lost assignment forgets librdkafka's stored offsets. Until the
+ * rebalance.drain.timeout.ms deadline; what stays uncommitted is logged.
+ * Poll thread, after the job threads were joined. */
+static void final_commit(is_worker_t *w)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
+    if (!generation_error(err)) {
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            IS_WARN("worker", NULL, "final commit: %s", rd_kafka_err2str(err));
+        return;
+    }
+    /* What this worker stored, kept across the rebalance: the callback
+     * forgets partitions that are lost, and adds them back when assigned
+     * again. */
+    rd_kafka_topic_partition_list_t *want = rd_kafka_topic_partition_list_new(w->nparts + 1);
+    for (int i = 0; i < w->nparts; i++)
+        if (w->parts[i].stored >= 0)
+            rd_kafka_topic_partition_list_add(want, w->parts[i].topic, w->parts[i].partition)
+                ->offset = w->parts[i].stored;
+    IS_WARN("worker",
+            json_pack("{s:s, s:i}", "error", rd_kafka_err2name(err), "partitions", want->cnt),
+            "final commit refused while the group rebalances: serving the rebalance, then "
+            "committing again");
+    double deadline = is_now_s() + w->cfg->rebalance_drain_timeout_ms / 1e3;
+    while (want->cnt > 0 && generation_error(err) && is_now_s() < deadline) {
+        double until = is_now_s() + 0.5;
+        while (is_now_s() < until) {
+            is_health_beat();
+            rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w->rk, 50);
+            if (rkm) /* a partition without its own queue: not dispatched any more */
+                rd_kafka_message_destroy(rkm);
+        }
+        /* Only partitions this member holds again: a moved one belongs to
+         * its new owner, whose commits must not be overwritten. */
+        rd_kafka_topic_partition_list_t *asg = NULL, *mine;
+        if (rd_kafka_assignment(w->rk, &asg) || !asg)
+            continue;
+        mine = rd_kafka_topic_partition_list_new(want->cnt);
+        for (int i = 0; i < want->cnt; i++)
+            if (in_list(asg, want->elems[i].topic, want->elems[i].partition))
+                rd_kafka_topic_partition_list_add(mine, want->elems[i].topic,
+                                                  want->elems[i].partition)
+                    ->offset = want->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(asg);
+        if (mine->cnt == 0 || rd_kafka_assignment_lost(w->rk)) {
+            rd_kafka_topic_partition_list_destroy(mine);
+            continue;
+        }
+        err = rd_kafka_commit(w->rk, mine, 0);
+        if (!err) {
+            /* The rest moved to other members with the rebalance. */
+            for (int i = 0; i < mine->cnt; i++)
+                rd_kafka_topic_partition_list_del(want, mine->elems[i].topic,
+                                                  mine->elems[i].partition);
+            IS_INFO("worker", json_pack("{s:i}", "partitions", mine->cnt),
+                    "final commit done after the rebalance");
+            err = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; /* for the log of what moved */
+            rd_kafka_topic_partition_list_destroy(mine);
+            break;
+        }
+        rd_kafka_topic_partition_list_destroy(mine);
+    }
+    if (want->cnt > 0) {
+        json_t *arr = json_array();
+        for (int i = 0; i < want->cnt; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:i, s:I}", "topic", want->elems[i].topic,
+                                                 "partition", (int)want->elems[i].partition,
+                                                 "stored", (json_int_t)want->elems[i].offset));
+        IS_WARN("worker",
+                json_pack("{s:s, s:o}", "error", rd_kafka_err2name(err), "partitions", arr),
+                "final commit failed (%s): records below these stored offsets are done but, "
+                "from each partition's last committed offset on, will be processed again",
+                rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(want);
+}
+
 static int start_threads(is_worker_t *w, int n, char *errstr, size_t errstr_size)
 {
     w->threads = calloc((size_t)w->maxthreads, sizeof(*w->threads));
@@ -778,9 +907,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     stuck = join_threads(&w, 5.0);
     store_offsets(&w);
     IS_INFO("worker", NULL, "committing stored offsets and leaving the group");
-    rd_kafka_resp_err_t err = rd_kafka_commit(w.rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        IS_WARN("worker", NULL, "final commit: %s", rd_kafka_err2str(err));
+    final_commit(&w);
     rd_kafka_consumer_close(w.rk);          /* the revoke callback runs once more */
     for (int i = w.nparts - 1; i >= 0; i--) /* left only if close failed */
         part_remove(&w, w.parts[i].topic, w.parts[i].partition);
