@@ -32,8 +32,10 @@
 
 static size_t max_inflight(const is_worker_t *w)
 {
-    /* The jobs queued cover the time the poll thread needs to notice a
-     * finished job (its poll timeout, 10 ms) many times over. Deeper buys
+    /* Divided by the assigned partitions, it is each one's share (see
+     * dispatch_round). The jobs queued cover the time the poll thread
+     * needs to notice a finished job (its poll timeout, 10 ms) many times
+     * over. Deeper buys
      * nothing but what a SIGKILL repeats: not the queue (never started)
      * but what finished behind a slower record of its partition, capped by
      * this bound, and what finished since the last commit
@@ -45,7 +47,8 @@ static size_t max_inflight(const is_worker_t *w)
 
 /* worker.max.inflight.bytes, or 64 MiB or two of the largest images,
  * whichever is larger: small images run as deep as the record bound
- * allows, 50 MB ones two at a time beyond the one always admitted. */
+ * allows, 50 MB ones two at a time (a record is dispatched while less than
+ * the bound is in flight). */
 static int64_t max_inflight_bytes(const is_config_t *cfg)
 {
     int64_t two = 2 * cfg->limits_max_input_bytes;
