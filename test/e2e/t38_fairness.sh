@@ -67,7 +67,7 @@ check "a backlog of $end records on all $PARTS partitions before the worker star
     -a "$(end_offsets "$topic" | awk -F: '$NF > 0' | wc -l)" -eq $PARTS
 
 write_conf "$TMP/w.conf" "$topic" "$topic.dlq" "$group" "$prefix" \
-    "renditions=$RENDITIONS" "worker.threads=2" "log.level=debug"
+    "renditions=$RENDITIONS" "worker.threads=2" "log.level=debug" "kafka.debug=fetch"
 t0=$SECONDS
 start_worker w1 "$TMP/w.conf" >/dev/null
 check "the worker drains the backlog: committed = end on all $PARTS partitions" \
@@ -113,6 +113,27 @@ check "every record written exactly once ($end partition/offset pairs, no duplic
     test "$(sort -u "$TMP/w1.written" | wc -l)" -eq "$end" -a "$(wc -l <"$TMP/w1.written")" -eq "$end"
 check "metadata.json for every record in the store" \
     [ "$(count_objects "$prefix" metadata.json)" -eq "$end" ]
+# fetched LOG TOPIC: records librdkafka put in its local queues for TOPIC,
+# from its fetch debug lines ("Enqueue N message(s) ... on TOPIC [P]").
+fetched() {
+    python3 - "$1" "$2" <<'EOF2'
+import json, re, sys
+n = 0
+pat = re.compile(r"Enqueue (\d+) message\(s\) .*? on (\S+) \[\d+\] fetch queue")
+for l in open(sys.argv[1], errors="replace"):
+    m = pat.search(l)
+    if m and m.group(2) == sys.argv[2]:
+        n += int(m.group(1))
+print(n)
+EOF2
+}
+# Steady: nothing librdkafka prefetched is dropped and fetched again (a
+# pause drops it): the records fetched are the records there are, give or
+# take what was in the queues at the end.
+f=$(fetched "$TMP/w1.log" "$topic")
+note "librdkafka fetched $f records of $topic for $end records"
+check "each record fetched from Kafka once: no pause/refetch cycle ($f fetched, $end records)" \
+    test "$f" -ge "$end" -a "$f" -le $((end + end / 10))
 
 # --------------------------------------------------------------- two workers
 topic=$(unique_name fair2)
