@@ -47,6 +47,7 @@ for l in open(sys.argv[1], errors="replace"):
 }
 n_written() { grep -c '"msg":"record written"' "$1" 2>/dev/null; }
 # at_least LOG N: LOG has N "record written" lines or more (for wait_for).
+# shellcheck disable=SC2317 # called through wait_for
 at_least() { [ "$(n_written "$1")" -ge "$2" ]; }
 
 # ---------------------------------------------------------------- one worker
