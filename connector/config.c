@@ -105,7 +105,8 @@ static const is_ckey_t keys[] = {
      "in flight (one always, when nothing is). 0 means 64MiB or 2 x limits.max.input.bytes, "
      "whichever is larger. Unless set as kafka.*, librdkafka's prefetch is derived from it: "
      "max.partition.fetch.bytes = 1/16 of it (64KiB..1MiB), queued.max.messages.kbytes = "
-     "twice that per partition, fetch.max.bytes = 1/4 of it (at least 1MiB)."},
+     "twice that per partition, fetch.max.bytes = 1/4 of it (at least 1MiB and "
+     "kafka.message.max.bytes, at most kafka.receive.message.max.bytes - 512)."},
     {"worker.stuck.timeout.ms", T_INT, O(worker_stuck_timeout_ms), "120000", 0, 3600000, NULL, 0,
      "Watchdog: a job making no progress for this long (one PUT, claim-check GET or pipeline "
      "run; a DLQ produce gets 30 s more) is stuck. It is logged and counted, and an S3 request "

@@ -553,16 +553,26 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     /* Prefetch bounded by the byte bound (worker.max.inflight.bytes):
      * each partition queue holds at most about two partition fetches
      * (queued.max.messages.kbytes counts per queue, as none is forwarded),
-     * one fetch response at most a quarter of the bound. */
+     * one fetch response at most a quarter of the bound. librdkafka
+     * refuses to start with a fetch.max.bytes below message.max.bytes, or
+     * above an operator's receive.message.max.bytes - 512: kept between
+     * the two (left to librdkafka when they leave no room). */
     {
+        const char *mmb = is_config_kafka_get(w->cfg, "message.max.bytes");
+        const char *rmb = is_config_kafka_get(w->cfg, "receive.message.max.bytes");
         int64_t b = max_inflight_bytes(w->cfg), part = b / 16, fetch = b / 4;
+        int64_t msg_max = mmb ? strtoll(mmb, NULL, 10) : 1000000;
         part = part < (64 << 10) ? (64 << 10) : part > (1 << 20) ? (1 << 20) : part;
         fetch = fetch < part ? part : fetch;
         fetch = fetch < (1 << 20) ? (1 << 20) : fetch;
+        fetch = fetch < msg_max ? msg_max : fetch;
+        if (rmb && fetch > strtoll(rmb, NULL, 10) - 512)
+            fetch = strtoll(rmb, NULL, 10) - 512;
         if (conf_default(w, conf, "max.partition.fetch.bytes", part, errstr, errstr_size) ||
             conf_default(w, conf, "queued.max.messages.kbytes", 2 * part / 1024, errstr,
                          errstr_size) ||
-            conf_default(w, conf, "fetch.max.bytes", fetch, errstr, errstr_size))
+            (fetch >= msg_max &&
+             conf_default(w, conf, "fetch.max.bytes", fetch, errstr, errstr_size)))
             goto fail;
     }
     /* Statistics feed the lag metric and readiness (stats.h). */
@@ -880,10 +890,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         goto done;
 
     IS_INFO("worker",
-            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I}", "topics", cfg->input_topics, "group",
-                      is_config_kafka_get(cfg, "group.id"), "bucket", cfg->s3_bucket, "dlq",
-                      cfg->dlq_topic, "renditions", cfg->nrenditions, "threads", nthreads,
-                      "max_inflight", (json_int_t)max_inflight(&w)),
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I}", "topics", cfg->input_topics,
+                      "group", is_config_kafka_get(cfg, "group.id"), "bucket", cfg->s3_bucket,
+                      "dlq", cfg->dlq_topic, "renditions", cfg->nrenditions, "threads", nthreads,
+                      "max_inflight", (json_int_t)max_inflight(&w), "max_inflight_bytes",
+                      (json_int_t)max_inflight_bytes(cfg)),
             "imgsink %s started", IS_VERSION);
 
     while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit) &&
