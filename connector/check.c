@@ -6,8 +6,11 @@
  * means it exists without rules, and a document means both exist. The
  * worker itself needs only PUT and GET on objects, so credentials that may
  * not read the lifecycle configuration (AccessDenied) are reported as such.
+ * The worker runs the lifecycle part at start-up too
+ * (is_check_lifecycle_startup).
  *
- * Runs on the main thread only.
+ * Runs on the main thread only (the start-up check: on the worker's, before
+ * any job thread starts).
  */
 #include "check.h"
 
@@ -16,18 +19,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include "admin.h"
 #include "cli.h"
+#include "keys.h"
 #include "log.h"
 #include "s3.h"
 
-#define RETENTION_KEY   "retention"
-#define RETENTION_VALUE "7d" /* keys.h: the tag of a record with the default 7 days */
-#define RETENTION_DAYS  7
+#define RETENTION_KEY "retention" /* keys.h: objects are tagged retention=<days>d */
 
 typedef struct check_run {
     int total, failed;
@@ -106,32 +109,49 @@ static void read_filter_part(const xmlNode *n, rule_filter_t *f, const char *key
     }
 }
 
-/* Why one rule does not expire our objects after days, or "" if it does. */
-static void judge_rule(const xmlNode *rule, const char *key, const char *value, const char *prefix,
-                       int days, char *why, size_t size, int *rdays, int *ours)
+/* Why the filter of an enabled rule does not reach every object tagged
+ * key=value under prefix, or "" if it does. With key NULL the rule must reach
+ * untagged entries too (delete markers have no tags): no tag filter at all. */
+static void judge_filter(const xmlNode *rule, const char *key, const char *value,
+                         const char *prefix, char *why, size_t size, int *ours)
 {
-    char status[32], d[32];
+    char status[32];
     rule_filter_t f = {0};
-    const xmlNode *exp = child(rule, "Expiration"), *filter = child(rule, "Filter");
+    const xmlNode *filter = child(rule, "Filter");
 
     why[0] = '\0';
-    *rdays = -1;
     if (filter)
-        read_filter_part(filter, &f, key, value);
+        read_filter_part(filter, &f, key ? key : "", value ? value : "");
     else /* the older form: <Prefix> directly in the rule */
         text(child(rule, "Prefix"), f.prefix, sizeof(f.prefix));
-    text(child(exp, "Days"), d, sizeof(d));
-    if (d[0])
-        *rdays = atoi(d);
     if (strcmp(text(child(rule, "Status"), status, sizeof(status)), "Enabled"))
         snprintf(why, size, "status %s", status[0] ? status : "missing");
+    else if (!key && (f.other[0] || f.ours))
+        snprintf(why, size, "filter on tag %s, and a delete marker has no tags", f.other);
     else if (f.other[0])
         snprintf(why, size, "filter tag %s, not %s=%s", f.other, key, value);
     else if (f.sized)
         snprintf(why, size, "filter on object size covers only some objects");
     else if (strncmp(prefix, f.prefix, strlen(f.prefix)))
         snprintf(why, size, "filter prefix '%s' does not cover s3.prefix '%s'", f.prefix, prefix);
-    else if (!exp)
+    *ours = f.ours;
+}
+
+/* Why one rule does not expire our objects after days, or "" if it does. */
+static void judge_rule(const xmlNode *rule, const char *key, const char *value, const char *prefix,
+                       int days, char *why, size_t size, int *rdays, int *ours)
+{
+    char d[32];
+    const xmlNode *exp = child(rule, "Expiration");
+
+    *rdays = -1;
+    text(child(exp, "Days"), d, sizeof(d));
+    if (d[0])
+        *rdays = atoi(d);
+    judge_filter(rule, key, value, prefix, why, size, ours);
+    if (why[0])
+        return;
+    if (!exp)
         snprintf(why, size, "no Expiration");
     else if (!d[0])
         snprintf(why, size, "Expiration without Days (a fixed Date or delete markers only)");
@@ -139,7 +159,6 @@ static void judge_rule(const xmlNode *rule, const char *key, const char *value, 
         snprintf(why, size, "expires after %d days, the tag says %d", *rdays, days);
     /* Passing without our tag means no tag filter at all: the rule expires
      * everything under its prefix, ours included. */
-    *ours = f.ours;
 }
 
 int is_check_lifecycle_xml(const char *xml, size_t len, const char *tag_key, const char *tag_value,
@@ -190,6 +209,147 @@ int is_check_lifecycle_xml(const char *xml, size_t len, const char *tag_key, con
         snprintf(detail + n, detail_size - n, ")");
     xmlFreeDoc(doc);
     return found;
+}
+
+/* Why one rule does not expire noncurrent versions of our objects within
+ * days of becoming noncurrent, or "" if it does (*ndays: its NoncurrentDays). */
+static void judge_noncurrent(const xmlNode *rule, const char *key, const char *value,
+                             const char *prefix, int days, char *why, size_t size, int *ndays,
+                             int *ours)
+{
+    char d[32], newer[32];
+    const xmlNode *nve = child(rule, "NoncurrentVersionExpiration");
+
+    *ndays = -1;
+    judge_filter(rule, key, value, prefix, why, size, ours);
+    if (why[0])
+        return;
+    text(child(nve, "NoncurrentDays"), d, sizeof(d));
+    text(child(nve, "NewerNoncurrentVersions"), newer, sizeof(newer));
+    if (d[0])
+        *ndays = atoi(d);
+    if (!nve)
+        snprintf(why, size, "no NoncurrentVersionExpiration");
+    else if (!d[0])
+        snprintf(why, size, "NoncurrentVersionExpiration without NoncurrentDays");
+    else if (newer[0] && atoi(newer) > 0)
+        snprintf(why, size, "keeps %s newer noncurrent versions forever (NewerNoncurrentVersions)",
+                 newer);
+    else if (*ndays < 1 || *ndays > days)
+        snprintf(why, size, "noncurrent versions expire after %d days, more than the %d of the tag",
+                 *ndays, days);
+}
+
+/* Why one rule does not remove expired object delete markers under prefix,
+ * or "" if it does. */
+static void judge_markers(const xmlNode *rule, const char *prefix, char *why, size_t size)
+{
+    char m[16];
+    int ours;
+
+    judge_filter(rule, NULL, NULL, prefix, why, size, &ours);
+    if (why[0])
+        return;
+    if (strcasecmp(
+            text(child(child(rule, "Expiration"), "ExpiredObjectDeleteMarker"), m, sizeof(m)),
+            "true"))
+        snprintf(why, size, "no Expiration with ExpiredObjectDeleteMarker true");
+}
+
+/* What scan_rules looks for: the tag key=value and days of a class (for
+ * noncurrent versions), and the prefix the rule must cover. */
+typedef struct judge_arg {
+    const char *key, *value, *prefix;
+    int days;
+} judge_arg_t;
+
+/* Runs judge_markers (markers) or judge_noncurrent over the rules under
+ * root, as is_check_lifecycle_xml does for current versions: 1 with detail
+ * naming the first rule that passes, 0 with detail saying after head why
+ * each rule fails. */
+static int scan_rules(const xmlNode *root, const judge_arg_t *a, int markers, const char *head,
+                      char *detail, size_t detail_size)
+{
+    size_t n = (size_t)snprintf(detail, detail_size, "%s (", head);
+    int rules = 0;
+
+    for (xmlNode *r = root->children; r; r = r->next) {
+        char id[128], why[320];
+        int ndays = -1, ours = 0;
+        if (r->type != XML_ELEMENT_NODE || xmlStrcmp(r->name, (const xmlChar *)"Rule"))
+            continue;
+        rules++;
+        text(child(r, "ID"), id, sizeof(id));
+        if (markers)
+            judge_markers(r, a->prefix, why, sizeof(why));
+        else
+            judge_noncurrent(r, a->key, a->value, a->prefix, a->days, why, sizeof(why), &ndays,
+                             &ours);
+        if (!why[0]) {
+            if (markers)
+                snprintf(detail, detail_size, "rule \"%s\" removes expired object delete markers",
+                         id);
+            else
+                snprintf(detail, detail_size,
+                         "rule \"%s\" expires noncurrent versions %d day%s after they become "
+                         "noncurrent",
+                         id, ndays, ndays == 1 ? "" : "s");
+            return 1;
+        }
+        if (n < detail_size)
+            n += (size_t)snprintf(detail + n, detail_size - n, "%srule \"%s\": %s",
+                                  rules > 1 ? "; " : "", id, why);
+    }
+    if (!rules)
+        snprintf(detail, detail_size, "%s (the lifecycle configuration has no rules)", head);
+    else if (n + 1 < detail_size)
+        snprintf(detail + n, detail_size - n, ")");
+    return 0;
+}
+
+int is_check_lifecycle_classes(const char *xml, size_t len, const char *prefix, const int *days,
+                               int ndays, is_check_emit_t emit, void *ctx)
+{
+    char detail[2200], cur[1024], nc[1024], head[256], value[32];
+    int failed = 0;
+    xmlDoc *doc = xmlReadMemory(xml, (int)len, "lifecycle.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+
+    if (!root || xmlStrcmp(root->name, (const xmlChar *)"LifecycleConfiguration")) {
+        xmlFreeDoc(doc);
+        return -1;
+    }
+    for (int i = 0; i < ndays; i++) {
+        snprintf(value, sizeof(value), "%dd", days[i]);
+        int okc = is_check_lifecycle_xml(xml, len, RETENTION_KEY, value, prefix, days[i], cur,
+                                         sizeof(cur)) == 1;
+        judge_arg_t a = {RETENTION_KEY, value, prefix, days[i]};
+        snprintf(head, sizeof(head),
+                 "no enabled rule expires noncurrent versions of objects tagged %s=%s within %d "
+                 "days",
+                 RETENTION_KEY, value, days[i]);
+        int okn = scan_rules(root, &a, 0, head, nc, sizeof(nc));
+        if (okc && okn)
+            snprintf(detail, sizeof(detail), "%s=%s: %s; %s", RETENTION_KEY, value, cur, nc);
+        else if (!okc && !okn)
+            snprintf(detail, sizeof(detail), "%s=%s: %s; and %s", RETENTION_KEY, value, cur, nc);
+        else
+            snprintf(detail, sizeof(detail), "%s=%s: %s", RETENTION_KEY, value, okc ? nc : cur);
+        failed += !(okc && okn);
+        emit(ctx, okc && okn, detail);
+    }
+    judge_arg_t a = {NULL, NULL, prefix, 0};
+    snprintf(head, sizeof(head),
+             "delete markers: no enabled rule without a tag filter removes expired object "
+             "delete markers under s3.prefix '%s'",
+             prefix);
+    int okm = scan_rules(root, &a, 1, head, cur, sizeof(cur));
+    snprintf(detail, sizeof(detail), "%s%s", okm ? "delete markers: " : "", cur);
+    failed += !okm;
+    emit(ctx, okm, detail);
+    xmlFreeDoc(doc);
+    return failed;
 }
 
 /* ---- the checks ---------------------------------------------------------- */
@@ -255,9 +415,52 @@ done:
     is_admin_destroy(ad);
 }
 
+/* "retention=7d, retention=30d" for the classes. */
+static void tag_list(const int *days, int n, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, "%s%s=%dd", i ? ", " : "", RETENTION_KEY, days[i]);
+}
+
+static void emit_report(void *ctx, int ok, const char *detail)
+{
+    report(ctx, ok, "lifecycle", "%s", detail);
+}
+
+/* The lifecycle lines of `imgsink check`; xml NULL: the bucket has no
+ * lifecycle configuration. */
+static void check_rules(check_run_t *run, const is_config_t *cfg, const char *xml)
+{
+    char why[512], tags[512];
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays;
+
+    if (is_keys_retention_classes(cfg->retention_classes, days, &ndays, why, sizeof(why))) {
+        report(run, 0, "lifecycle", "not checked: retention.classes=%s: %s", cfg->retention_classes,
+               why);
+        return;
+    }
+    tag_list(days, ndays, tags, sizeof(tags));
+    if (!xml) {
+        report(run, 0, "lifecycle",
+               "bucket %s has no lifecycle configuration: objects tagged %s would never "
+               "expire (import deploy/minio/lifecycle.json with mc ilm rule import, or "
+               "deploy/aws/lifecycle.json)",
+               cfg->s3_bucket, tags);
+        return;
+    }
+    if (is_check_lifecycle_classes(xml, strlen(xml), cfg->s3_prefix ? cfg->s3_prefix : "", days,
+                                   ndays, emit_report, run) < 0)
+        report(run, 0, "lifecycle",
+               "the lifecycle configuration of bucket %s is not a <LifecycleConfiguration> "
+               "document",
+               cfg->s3_bucket);
+}
+
 static void check_store(check_run_t *run, const is_config_t *cfg)
 {
-    char errstr[1024], detail[2048], *xml = NULL;
+    char errstr[1024], *xml = NULL;
     const char *ep = cfg->s3_endpoint && *cfg->s3_endpoint ? cfg->s3_endpoint : "AWS S3";
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
                         .region = cfg->s3_region,
@@ -292,20 +495,84 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
         report(run, 0, "bucket", "%s at %s: %s: %s", cfg->s3_bucket, ep,
                r == IS_S3_TRANSIENT ? "unreachable" : "error", errstr);
 
-    if (r == IS_S3_OK) {
-        int found = is_check_lifecycle_xml(xml, strlen(xml), RETENTION_KEY, RETENTION_VALUE,
-                                           cfg->s3_prefix ? cfg->s3_prefix : "", RETENTION_DAYS,
-                                           detail, sizeof(detail));
-        report(run, found == 1, "lifecycle", "%s", detail);
-    } else if (strstr(errstr, "NoSuchLifecycleConfiguration")) {
-        report(run, 0, "lifecycle",
-               "bucket %s has no lifecycle configuration: objects tagged %s=%s would never "
-               "expire (import deploy/minio/lifecycle.json with mc ilm rule import, or "
-               "deploy/aws/lifecycle.json)",
-               cfg->s3_bucket, RETENTION_KEY, RETENTION_VALUE);
-    }
+    if (r == IS_S3_OK || strstr(errstr, "NoSuchLifecycleConfiguration"))
+        check_rules(run, cfg, r == IS_S3_OK ? xml : NULL);
     free(xml);
     is_s3_destroy(s3);
+}
+
+/* ---- the start-up check of `imgsink run` --------------------------------- */
+
+typedef struct startup_emit {
+    const char *bucket;
+    char first_fail[1024]; /* the first failing line, for the start-up error */
+} startup_emit_t;
+
+static void emit_log(void *ctx, int ok, const char *detail)
+{
+    startup_emit_t *se = ctx;
+    if (ok) {
+        IS_INFO("lifecycle", json_pack("{s:s}", "bucket", se->bucket), "%s", detail);
+    } else {
+        IS_ERR("lifecycle", json_pack("{s:s}", "bucket", se->bucket), "%s", detail);
+        if (!se->first_fail[0])
+            snprintf(se->first_fail, sizeof(se->first_fail), "%s", detail);
+    }
+}
+
+int is_check_lifecycle_startup(const is_config_t *cfg, is_s3_t *s3, char *errstr,
+                               size_t errstr_size)
+{
+    char why[1024], tags[512], *xml = NULL;
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays, rc = 0, failed;
+    startup_emit_t se = {cfg->s3_bucket, ""};
+
+    if (is_keys_retention_classes(cfg->retention_classes, days, &ndays, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "retention.classes=%s: %s", cfg->retention_classes, why);
+        return -1;
+    }
+    tag_list(days, ndays, tags, sizeof(tags));
+    is_s3_result_t r = is_s3_get_lifecycle(s3, &xml, why, sizeof(why));
+    if (r == IS_S3_OK) {
+        failed = is_check_lifecycle_classes(xml, strlen(xml), cfg->s3_prefix, days, ndays, emit_log,
+                                            &se);
+        if (failed < 0) {
+            snprintf(errstr, errstr_size,
+                     "the lifecycle configuration of bucket %s is not a <LifecycleConfiguration> "
+                     "document",
+                     cfg->s3_bucket);
+            rc = -1;
+        } else if (failed) {
+            snprintf(errstr, errstr_size,
+                     "bucket %s: the lifecycle rules do not cover retention.classes=%s, so "
+                     "objects would outlive their retention: %s%s (imgsink check lists every "
+                     "missing rule; deploy/minio/lifecycle.json and deploy/aws/lifecycle.json "
+                     "have them)",
+                     cfg->s3_bucket, cfg->retention_classes, se.first_fail,
+                     failed > 1 ? ", and more" : "");
+            rc = -1;
+        }
+    } else if (strstr(why, "NoSuchLifecycleConfiguration")) {
+        snprintf(errstr, errstr_size,
+                 "bucket %s has no lifecycle configuration: objects tagged %s would never expire "
+                 "(import deploy/minio/lifecycle.json with mc ilm rule import, or "
+                 "deploy/aws/lifecycle.json)",
+                 cfg->s3_bucket, tags);
+        rc = -1;
+    } else if (strstr(why, "NoSuchBucket")) {
+        snprintf(errstr, errstr_size, "bucket %s does not exist: %s", cfg->s3_bucket, why);
+        rc = -1;
+    } else {
+        /* A least-privilege identity may not read the configuration, and a
+         * store that is down now may be up when the first record comes:
+         * neither says the rules are missing. imgsink check tells. */
+        IS_WARN("lifecycle", json_pack("{s:s}", "bucket", cfg->s3_bucket),
+                "cannot verify the lifecycle rules for %s at start-up (%s); run imgsink check "
+                "with credentials that may read them: %s",
+                tags, r == IS_S3_TRANSIENT ? "store unreachable" : "refused", why);
+    }
+    free(xml);
+    return rc;
 }
 
 static void usage(FILE *fp)
@@ -314,9 +581,10 @@ static void usage(FILE *fp)
                 "\n"
                 "Checks that the configuration can run: it is valid; Kafka answers; the input\n"
                 "topics and the DLQ topic exist with a leader for every partition; the bucket\n"
-                "answers; a lifecycle rule expires the objects imgsink writes (tag "
-                "retention=7d,\n"
-                "under s3.prefix) after 7 days. One line per check: ok or FAIL and why.\n"
+                "answers; for every class N of retention.classes a lifecycle rule expires the\n"
+                "objects imgsink writes (tag retention=Nd, under s3.prefix) after N days and\n"
+                "their noncurrent versions within N days; a rule without a tag filter removes\n"
+                "expired object delete markers. One line per check: ok or FAIL and why.\n"
                 "Changes nothing.\n"
                 "\n"
                 "  -b, --brokers LIST   bootstrap servers (else kafka.bootstrap.servers)\n"

@@ -3,9 +3,10 @@
  *
  * One line per check, "ok" or "FAIL" with the detail an operator needs:
  * the configuration is valid; Kafka answers; the input topics and the DLQ
- * topic exist with every partition led; the bucket answers; and a lifecycle
- * rule expires the objects imgsink writes (tag retention=7d, under
- * s3.prefix). Nothing is created or changed.
+ * topic exist with every partition led; the bucket answers; and lifecycle
+ * rules expire the objects imgsink writes (tag retention=Nd for each class N
+ * of retention.classes, under s3.prefix), their noncurrent versions, and
+ * expired delete markers. Nothing is created or changed.
  */
 #ifndef IS_CHECK_H
 #define IS_CHECK_H
@@ -13,6 +14,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "s3.h"
 
 /* argv[0] is "check". Returns the exit code: 0 every check passed, 1 a
  * check failed, 2 the configuration is invalid (or bad usage). */
@@ -27,5 +29,30 @@ int is_check_main(is_config_t *cfg, int argc, char **argv);
  * I/O, so it is unit-tested. */
 int is_check_lifecycle_xml(const char *xml, size_t len, const char *tag_key, const char *tag_value,
                            const char *prefix, int days, char *detail, size_t detail_size);
+
+/* Called once per line of is_check_lifecycle_classes: ok, and the detail. */
+typedef void (*is_check_emit_t)(void *ctx, int ok, const char *detail);
+
+/* Checks a bucket lifecycle configuration against retention.classes: for
+ * each class N (days[i]), objects tagged retention=Nd under prefix expire
+ * after N days (as is_check_lifecycle_xml) and their noncurrent versions
+ * within N days of becoming noncurrent (NoncurrentVersionExpiration, no
+ * NewerNoncurrentVersions); and a rule without a tag filter removes expired
+ * object delete markers under prefix (ExpiredObjectDeleteMarker: a delete
+ * marker has no tags, so a tag-filtered rule never reaches it). Calls emit
+ * once per class, in order ("retention=7d: ..."), then once for the delete
+ * markers ("delete markers: ..."). Returns how many of those failed, or -1
+ * (emit not called) if the XML is not a lifecycle configuration. Pure. */
+int is_check_lifecycle_classes(const char *xml, size_t len, const char *prefix, const int *days,
+                               int ndays, is_check_emit_t emit, void *ctx);
+
+/* The start-up check of `imgsink run`, with the worker's client s3 (its
+ * configured bucket): logs one line per class and for delete markers.
+ * Returns -1 with errstr when the store answers that the rules are missing
+ * (or the bucket is), so the worker does not write objects nothing would
+ * expire; 0 when they are there, or when the store cannot tell now (access
+ * denied to the lifecycle configuration, unreachable: logged as warnings). */
+int is_check_lifecycle_startup(const is_config_t *cfg, is_s3_t *s3, char *errstr,
+                               size_t errstr_size);
 
 #endif

@@ -10,6 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "claimcheck.h"
+#include "keys.h"
+
 extern char **environ;
 
 typedef enum { T_STR, T_INT, T_SIZE, T_BOOL, T_ENUM, T_LIST, T_RENDITIONS } is_ctype_t;
@@ -158,6 +161,19 @@ static const is_ckey_t keys[] = {
     {"http.health.stall.ms", T_INT, O(http_health_stall_ms), "30000", 100, 3600000, NULL, 0,
      "/healthz answers 503 once the poll loop has not run for this long (stuck in a call that "
      "does not return): a liveness probe then restarts the worker."},
+    {"claimcheck.allowed", T_STR, O(claimcheck_allowed), "", 0, 0, NULL, 0,
+     "Objects a record's ObjectRef (claim check) may make the worker read, with its own "
+     "credentials: comma-separated BUCKET/PREFIX entries, {tenant} standing for the record's "
+     "tenant as a whole segment, e.g. raw/uploads/{tenant}/. End a prefix with '/': raw/up "
+     "would match raw/upload/ too. A ref outside every entry, with a key that has an empty, "
+     "'.' or '..' segment, a leading '/', a '%' or a backslash, or whose size, sha256 or "
+     "version_id does not match the object, goes to the DLQ (class claim-check). Empty: every "
+     "claim check is refused."},
+    {"retention.classes", T_STR, O(retention_classes), "7", 0, 0, NULL, 0,
+     "Retention classes in days a record may ask for (retention_days), comma-separated, each in "
+     "1..3650. Objects are tagged retention=Nd; the bucket needs a lifecycle rule per class "
+     "(checked by imgsink check and at start-up). A record asking for another value goes to the "
+     "DLQ (class record)."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -639,6 +655,8 @@ int is_config_load_env(is_config_t *cfg, char *errstr, size_t errstr_size)
 
 int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
 {
+    char why[512];
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays;
     for (size_t i = 0; i < NKEYS; i++) {
         if (!(keys[i].flags & F_REQUIRED))
             continue;
@@ -669,6 +687,17 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
                  "(%lld), or a slow image would count as stuck and be retried instead of "
                  "stopped",
                  (long long)cfg->worker_stuck_timeout_ms, (long long)cfg->limits_timeout_ms);
+        return -1;
+    }
+    /* Parsed here to be validated; the worker parses it again for itself. */
+    is_claimcheck_t *cc = is_claimcheck_new(cfg->claimcheck_allowed, why, sizeof(why));
+    if (!cc) {
+        snprintf(errstr, errstr_size, "claimcheck.allowed=%s: %s", cfg->claimcheck_allowed, why);
+        return -1;
+    }
+    is_claimcheck_destroy(cc);
+    if (is_keys_retention_classes(cfg->retention_classes, days, &ndays, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "retention.classes=%s: %s", cfg->retention_classes, why);
         return -1;
     }
     if (cfg->retry_backoff_initial_ms > cfg->retry_backoff_max_ms) {

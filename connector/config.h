@@ -82,6 +82,9 @@ typedef struct is_config {
     /* HTTP endpoints: /metrics, /healthz, /readyz (connector/http.c) */
     char *http_listen; /* "" disables */
     int64_t http_health_stall_ms;
+    /* trust boundaries of the record: claim-check reads, retention classes */
+    char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
+    char *retention_classes;  /* days, comma-separated (keys.h) */
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

@@ -3,7 +3,9 @@
  */
 #include "keys.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -95,4 +97,43 @@ int is_keys_tagging(int retention_days, const char *source, char *out, size_t ou
         return -1;
     int n = snprintf(out, out_size, "retention=%dd&source=%s", retention_days, src);
     return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+int is_keys_retention_classes(const char *spec, int *days, int *n, char *errstr, size_t errstr_size)
+{
+    const char *p = spec ? spec : "";
+
+    *n = 0;
+    for (;;) {
+        char *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 3650 || (*p < '0' || *p > '9')) {
+            snprintf(errstr, errstr_size,
+                     "expected a comma-separated list of days, each in 1..3650 (e.g. 7,30)");
+            return -1;
+        }
+        for (int i = 0; i < *n; i++)
+            if (days[i] == (int)v) {
+                snprintf(errstr, errstr_size, "%ld is listed twice", v);
+                return -1;
+            }
+        if (*n == IS_KEYS_MAX_RETENTION_CLASSES) {
+            snprintf(errstr, errstr_size, "more than %d classes", IS_KEYS_MAX_RETENTION_CLASSES);
+            return -1;
+        }
+        days[(*n)++] = (int)v;
+        p = end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p)
+            return 0;
+        if (*p++ != ',') {
+            snprintf(errstr, errstr_size,
+                     "expected a comma-separated list of days, each in 1..3650 (e.g. 7,30)");
+            return -1;
+        }
+    }
 }

@@ -32,6 +32,16 @@ int is_keys_object(const char *prefix, const char *tenant, int64_t uploaded_at_m
  * URL-encoded. The lifecycle rule matches retention=7d for the default. */
 int is_keys_tagging(int retention_days, const char *source, char *out, size_t out_size);
 
+/* Retention classes (retention.classes): the retention_days values a record
+ * may ask for, each covered by a lifecycle rule on tag retention=<N>d. */
+#define IS_KEYS_MAX_RETENTION_CLASSES 16
+
+/* Parses "7,30,365": 1..IS_KEYS_MAX_RETENTION_CLASSES distinct integers in
+ * 1..3650, in the order given. Returns 0, or -1 with errstr saying what was
+ * expected. */
+int is_keys_retention_classes(const char *spec, int *days, int *n, char *errstr,
+                              size_t errstr_size);
+
 /* application/x-www-form-urlencoded-style percent encoding of one value
  * (RFC 3986 unreserved characters kept). Returns 0, -1 if out is too small. */
 int is_keys_urlencode(const char *in, char *out, size_t out_size);

@@ -30,6 +30,7 @@
 #include "s3.h"
 #include "sigv4.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,12 +304,18 @@ fail:
     return NULL;
 }
 
-/* Response body, bounded: limit_ok for 2xx, S3_ERR_BODY_MAX otherwise. */
+/* Response body, bounded: limit_ok for 2xx, S3_ERR_BODY_MAX otherwise.
+ * With check_len, a 2xx whose Content-Length is not expect_len is refused at
+ * its first byte, before the body is read: len_mismatch is set and
+ * other_len holds the announced size. Zeroed: no length check. */
 typedef struct s3_resp {
     CURL *curl;
     char *p;
     size_t len, cap, limit_ok;
     int too_big;
+    int check_len, len_mismatch;
+    int64_t expect_len, other_len;
+    int started; /* write_cb ran at least once */
 } s3_resp_t;
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
@@ -318,6 +325,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
     long status = 0;
 
     curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (!r->started++ && r->check_len && status >= 200 && status < 300) {
+        curl_off_t cl = -1; /* -1: no Content-Length (chunked); checked after */
+        curl_easy_getinfo(r->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        if (cl >= 0 && (int64_t)cl != r->expect_len) {
+            r->other_len = (int64_t)cl;
+            r->len_mismatch = 1;
+            return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+        }
+    }
     size_t limit = status >= 200 && status < 300 ? r->limit_ok : S3_ERR_BODY_MAX;
     if (n > limit || r->len > limit - n) {
         r->too_big = 1;
@@ -583,6 +599,13 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
      * the next request resets it before use, and hl goes now. */
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 
+    if (resp->len_mismatch && status >= 200 && status < 300) {
+        snprintf(errstr, errstr_size,
+                 "size mismatch: record says %" PRId64 ", object has %" PRId64 " (%s)",
+                 resp->expect_len, resp->other_len, what);
+        ret = IS_S3_PERMANENT;
+        goto done;
+    }
     if (resp->too_big && status >= 200 && status < 300) {
         snprintf(errstr, errstr_size, "object larger than %zu bytes (%s)", limit_ok, what);
         ret = IS_S3_PERMANENT;
@@ -684,11 +707,13 @@ done:
     return ret;
 }
 
-is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_t max_len,
-                         void **bodyp, size_t *lenp, char *errstr, size_t errstr_size)
+is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, const char *version_id,
+                         int64_t expect_size, size_t max_len, void **bodyp, size_t *lenp,
+                         char *errstr, size_t errstr_size)
 {
-    s3_resp_t resp = {0};
+    s3_resp_t resp = {.check_len = expect_size >= 0, .expect_len = expect_size};
     is_s3_result_t ret = IS_S3_PERMANENT;
+    char *enc = NULL, *query = NULL;
 
     if (errstr_size)
         errstr[0] = '\0';
@@ -696,12 +721,23 @@ is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_
     *lenp = 0;
     if (!bucket || !*bucket)
         bucket = s3->bucket;
-    if (!valid_bucket(bucket) || !key || !*key || strlen(key) > 1024) {
-        snprintf(errstr, errstr_size, "s3: invalid bucket or key (GET)");
+    if (!valid_bucket(bucket) || !key || !*key || strlen(key) > 1024 ||
+        (version_id && (!*version_id || strlen(version_id) > 1024))) {
+        snprintf(errstr, errstr_size, "s3: invalid bucket, key or version id (GET)");
         goto done;
     }
-    ret = s3_request(s3, "GET", bucket, key, NULL, IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL, 0, max_len,
-                     &resp, errstr, errstr_size);
+    if (version_id) {
+        /* Encoded as the wire needs it; the signer decodes and re-encodes
+         * every query value, so the signature covers the same string. */
+        if (!(enc = is_sigv4_uri_encode(version_id, strlen(version_id), 1)) ||
+            !(query = fmt("versionId=%s", enc))) {
+            snprintf(errstr, errstr_size, "s3: out of memory (GET %s/%s)", bucket, key);
+            ret = IS_S3_TRANSIENT;
+            goto done;
+        }
+    }
+    ret = s3_request(s3, "GET", bucket, key, query, IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL, 0,
+                     max_len, &resp, errstr, errstr_size);
     if (ret != IS_S3_OK)
         goto done;
     if (!resp.p && !(resp.p = calloc(1, 1))) { /* empty object: still a buffer */
@@ -714,6 +750,8 @@ is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_
     resp.p = NULL;
 done:
     free(resp.p);
+    free(enc);
+    free(query);
     return ret;
 }
 
@@ -765,7 +803,7 @@ is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errst
     /* A GET, never a PUT: the check must not leave an object behind (and an
      * untagged one must never exist). 64 KiB: the key is not expected to
      * exist, and a larger object answers OK with "object larger than". */
-    is_s3_get(s3, NULL, key, 64 * 1024, &body, &len, why, sizeof(why));
+    is_s3_get(s3, NULL, key, NULL, -1, 64 * 1024, &body, &len, why, sizeof(why));
     free(body);
     for (size_t i = 0; i < sizeof(credential_codes) / sizeof(credential_codes[0]); i++)
         if (!strcmp(s3->last_code, credential_codes[i].code)) {

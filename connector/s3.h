@@ -19,6 +19,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct is_s3 is_s3_t; /* one per thread: wraps one CURL easy handle (keeps
                                  connections alive); not thread-safe */
@@ -60,9 +61,15 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
 /* GET an object into a malloc'ed buffer (caller frees *bodyp; it is
  * NUL-terminated for convenience, *lenp excludes the NUL), at most max_len
  * bytes: a larger object is PERMANENT. bucket NULL or "" means the configured
- * bucket. 404 => PERMANENT, errstr "HTTP 404 NoSuchKey: ... (GET bucket/key)". */
-is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, size_t max_len,
-                         void **bodyp, size_t *lenp, char *errstr, size_t errstr_size);
+ * bucket. version_id NULL reads the current version, else that version
+ * (?versionId=, signed). expect_size >= 0: a Content-Length that differs is
+ * PERMANENT, "size mismatch: record says N, object has M (GET ...)", before
+ * the body is read (a response without Content-Length is the caller's to
+ * check on *lenp). 404 => PERMANENT, errstr "HTTP 404 NoSuchKey: ... (GET
+ * bucket/key)"; a version the store does not have is a 4xx as well. */
+is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, const char *version_id,
+                         int64_t expect_size, size_t max_len, void **bodyp, size_t *lenp,
+                         char *errstr, size_t errstr_size);
 
 /* GET ?lifecycle of the configured bucket; returns the raw XML (caller frees).
  * A bucket without rules is PERMANENT with "NoSuchLifecycleConfiguration" in

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "health.h"
 #include "http.h"
 #include "kafka.h"
@@ -839,7 +840,9 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;
     /* Checked once here, with every setting the job threads use (job.c),
-     * so a bad endpoint or session token fails start-up, not a thread. */
+     * so a bad endpoint or session token fails start-up, not a thread. The
+     * probe also reads the lifecycle rules: a short timeout, so a store
+     * that hangs delays start-up by seconds, not a whole s3.timeout.ms. */
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
                         .region = cfg->s3_region,
                         .bucket = cfg->s3_bucket,
@@ -873,7 +876,15 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                     "credentials (%s); records wait and are retried until it does",
                     why);
     }
+    if (is_keys_retention_classes(cfg->retention_classes, w.retention_days, &w.nretention, errstr,
+                                  errstr_size) ||
+        !(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
+        goto done; /* validated with the configuration: out of memory */
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
+        goto done;
+    /* After everything checked locally (the DLQ producer validates the
+     * kafka.* properties), before the group sees us. */
+    if (is_check_lifecycle_startup(cfg, probe, errstr, errstr_size))
         goto done;
     /* Before the consumer joins, so readiness is answered (503) from the
      * start, and a port in use stops start-up before the group sees us. */
@@ -985,6 +996,7 @@ done:
     is_dlq_destroy(w.dlq);
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
+    is_claimcheck_destroy(w.claimcheck);
     free(w.threads);
     free(w.slots);
     free(w.args);

@@ -34,10 +34,12 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "claimcheck.h"
 #include "clock.h"
 #include "config.h"
 #include "dlq.h"
 #include "envelope.h"
+#include "keys.h"
 #include "offsets.h"
 #include "pipeline.h"
 #include "retry_budget.h"
@@ -120,6 +122,13 @@ typedef struct is_worker {
     struct is_part *parts;
     int nparts, capparts, next;
     int64_t inflight_bytes; /* under w->lock: rkm->len of jobs not yet freed */
+
+    /* Built at start-up from the configuration, read-only after: what a
+     * record may reference (claimcheck.allowed) and ask to be kept
+     * (retention.classes). */
+    is_claimcheck_t *claimcheck;
+    int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
+    int nretention;
 
     atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
     atomic_int fatal;

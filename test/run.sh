@@ -117,9 +117,12 @@ run_cmocka() {
         n=$((n + 1))
         name="$label/$(basename "$t")"
         log="$LOGDIR/${label}_$(basename "$t").log"
+        # Line-buffered, so a program that dies shows the test it died in:
+        # cmocka keeps a test's messages until the test ends and exits with
+        # status 255, printing nothing, when a signal hits another thread.
         CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-            timeout 300 "$t" >"$log" 2>&1
+            timeout 300 stdbuf -oL -eL "$t" >"$log" 2>&1
         rc=$?
         count "$name" "$log" "$rc"
     done

@@ -3,11 +3,17 @@
 so the worker is tested against an independent Avro encoder.
 
     make_records.py OUTDIR
+    make_records.py ref FILE --id ID --bucket B --key K --size N
+                    [--sha256 HEX] [--version-id V] [--tenant T] [--retention DAYS]
+    make_records.py inline FILE --id ID --image PATH [--tenant T] [--retention DAYS]
 
-Writes OUTDIR/NN-name.bin files (record values) and OUTDIR/poison.ids /
-OUTDIR/good.ids. Good records carry small real images made with libvips'
-command-line tool; poison records are each broken in one specific way.
+The first form writes OUTDIR/NN-name.bin files (record values) and
+OUTDIR/poison.ids / OUTDIR/good.ids. Good records carry small real images
+made with libvips' command-line tool; poison records are each broken in one
+specific way. The other two write one record value to FILE: a claim check
+(payload: ObjectRef) or an inline image.
 """
+import argparse
 import os
 import struct
 import subprocess
@@ -45,6 +51,24 @@ def record(rid, payload, tenant="acme", source=0, ctype="image/jpeg", fname="x.j
     out += zz(retention)
     out += zz(0) + s(payload)  # union branch 0: inline bytes
     return out
+
+
+def header(rid, tenant="acme", source=0, ctype="image/jpeg", fname="x.jpg", retention=7):
+    """Every field before the payload; attributes empty."""
+    return (s(rid) + s(tenant) + zz(source) + zz(UPLOADED) + s(ctype) + s(fname) + zz(0)
+            + zz(retention))
+
+
+def nullable(x):
+    """["null", "string"]: branch 0 is null, branch 1 a string."""
+    return zz(0) if x is None else zz(1) + s(x)
+
+
+def record_ref(rid, bucket, key, size, sha256=None, version_id=None, tenant="acme", retention=7):
+    """A claim check: payload union branch 1, ObjectRef {bucket, key,
+    version_id, size, sha256} in schema order."""
+    ref = s(bucket) + s(key) + nullable(version_id) + zz(size) + nullable(sha256)
+    return header(rid, tenant=tenant, retention=retention) + zz(1) + ref
 
 
 def png_header_only(w, h):
@@ -93,5 +117,32 @@ def main():
         os.unlink(os.path.join(out, f"g{i}.jpg"))
 
 
+def one(argv):
+    p = argparse.ArgumentParser(prog="make_records.py")
+    p.add_argument("kind", choices=["ref", "inline"])
+    p.add_argument("file")
+    p.add_argument("--id", required=True)
+    p.add_argument("--tenant", default="acme")
+    p.add_argument("--retention", type=int, default=7)
+    p.add_argument("--bucket")
+    p.add_argument("--key")
+    p.add_argument("--size", type=int)
+    p.add_argument("--sha256")
+    p.add_argument("--version-id")
+    p.add_argument("--image")
+    a = p.parse_args(argv)
+    if a.kind == "ref":
+        value = record_ref(a.id, a.bucket, a.key, a.size, sha256=a.sha256, version_id=a.version_id,
+                           tenant=a.tenant, retention=a.retention)
+    else:
+        with open(a.image, "rb") as f:
+            value = record(a.id, f.read(), tenant=a.tenant, retention=a.retention)
+    with open(a.file, "wb") as f:
+        f.write(value)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] in ("ref", "inline"):
+        one(sys.argv[1:])
+    else:
+        main()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `imgsink check`: passes on the stack as provisioned, and fails with a
 # clear line for each thing an operator can get wrong: a missing bucket, a
-# bucket without (or with the wrong) lifecycle rule, an unreachable broker,
+# bucket without (or with the wrong) lifecycle rule, a retention class or
+# noncurrent versions or delete markers no rule covers, an unreachable broker,
 # a missing topic, a bad configuration value. mc and kcat confirm the facts
 # the check reports, and that the check itself changed nothing.
 . "$(dirname "$0")/lib.sh"
@@ -29,12 +30,25 @@ has() { grep -qE -- "$2" "$TMP/$1.out"; } # has NAME REGEX
 # --- as provisioned by test/stack/start.sh ------------------------------------
 run_check good
 check "passes on the stack: exit 0 (got $rc)" test $rc -eq 0
-check "one ok line per check: config, kafka, topic, dlq, bucket, lifecycle" \
-    test "$(grep -cE '^ok +(config|kafka|topic|dlq|bucket|lifecycle) ' "$TMP/good.out")" -eq 6
+check "one ok line per check: config, kafka, topic, dlq, bucket, lifecycle (7d, delete markers)" \
+    test "$(grep -cE '^ok +(config|kafka|topic|dlq|bucket|lifecycle) ' "$TMP/good.out")" -eq 7
 parts=$(kcat -L -b "$KAFKA_BOOTSTRAP" -t "$topic" 2>/dev/null | grep -c '^    partition ')
 check "topic line says $parts partitions, as kcat -L does" has good "^ok +topic +$topic: $parts partitions, all led"
-check "lifecycle line names the rule mc reports" \
-    has good "^ok +lifecycle +rule \"$(mc ilm rule export "$MC_ALIAS/$S3_BUCKET" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Rules"][0]["ID"])')\""
+# rule_id TAG: the ID of the rule mc reports for tag retention=TAG ("" = no tag filter).
+rule_id() {
+    mc ilm rule export "$MC_ALIAS/${2:-$S3_BUCKET}" | python3 -c '
+import json, sys
+want = sys.argv[1]
+for r in json.load(sys.stdin)["Rules"]:
+    f = r.get("Filter") or {}
+    tag = f.get("Tag") or {}
+    if (tag.get("Value") or "") == want and not (f.get("And") or {}).get("Tags"):
+        print(r["ID"]); break' "$1"
+}
+check "lifecycle line for retention=7d names the rule mc reports, current and noncurrent versions" \
+    has good "^ok +lifecycle +retention=7d: rule \"$(rule_id 7d)\": tag retention=7d, objects expire after 7 days; rule \"$(rule_id 7d)\" expires noncurrent versions 1 day after"
+check "lifecycle line for delete markers names the rule without a tag filter mc reports" \
+    has good "^ok +lifecycle +delete markers: rule \"$(rule_id "")\" removes expired object delete markers"
 
 # --- a bucket that does not exist --------------------------------------------
 nob=$(unique_name nob | tr 'A-Z' 'a-z')
@@ -57,6 +71,41 @@ check "rule expiring after 30 days: exit 1, says so" \
 mc ilm rule import "$MC_ALIAS/$bare" <"$ROOT/deploy/minio/lifecycle.json" >/dev/null || notok "mc ilm rule import"
 run_check fixedlc -X "s3.bucket=$bare"
 check "after importing deploy/minio/lifecycle.json: exit 0 (got $rc)" test $rc -eq 0
+
+# --- retention classes: every class needs its rule --------------------------------
+# rules FILE [EXTRA_RULE_JSON...]: deploy/minio/lifecycle.json plus rules,
+# imported with mc (the import replaces the bucket's whole configuration).
+rules_plus() {
+    python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc["Rules"] += [json.loads(r) for r in sys.argv[2:]]
+print(json.dumps(doc))' "$ROOT/deploy/minio/lifecycle.json" "$@" | mc ilm rule import "$MC_ALIAS/$bare" >/dev/null ||
+        notok "mc ilm rule import"
+}
+run_check classes -X "s3.bucket=$bare" -X retention.classes=7,30
+check "retention.classes=7,30 with only the 7d rule: exit 1 (got $rc)" test $rc -eq 1
+check "FAIL lifecycle names the missing class: tag retention=30d after 30 days" \
+    has classes "^FAIL +lifecycle +retention=30d: no enabled rule expires objects tagged retention=30d after 30 days"
+check "... and the 7d line is still ok" has classes "^ok +lifecycle +retention=7d: "
+rules_plus '{"ID": "r30", "Status": "Enabled", "Filter": {"Tag": {"Key": "retention", "Value": "30d"}},
+             "Expiration": {"Days": 30}, "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}'
+run_check classes30 -X "s3.bucket=$bare" -X retention.classes=7,30
+check "after adding a 30d rule with mc: exit 0 (got $rc)" test $rc -eq 0
+check "... its line names the rule" has classes30 '^ok +lifecycle +retention=30d: rule "r30"'
+
+# --- noncurrent versions and delete markers -----------------------------------------
+python3 -c '
+import json, sys
+print(json.dumps({"Rules": [{"ID": "current-only", "Status": "Enabled",
+    "Filter": {"Tag": {"Key": "retention", "Value": "7d"}}, "Expiration": {"Days": 7}}]}))' |
+    mc ilm rule import "$MC_ALIAS/$bare" >/dev/null || notok "mc ilm rule import current-only"
+run_check noncurrent -X "s3.bucket=$bare"
+check "a 7d rule for current versions only: exit 1 (got $rc)" test $rc -eq 1
+check "FAIL lifecycle: noncurrent versions of retention=7d are not covered" \
+    has noncurrent '^FAIL +lifecycle +retention=7d: no enabled rule expires noncurrent versions of objects tagged retention=7d within 7 days \(rule "current-only": no NoncurrentVersionExpiration\)'
+check "FAIL lifecycle: expired delete markers are not removed" \
+    has noncurrent "^FAIL +lifecycle +delete markers: no enabled rule without a tag filter removes expired object delete markers"
 mc rb --force "$MC_ALIAS/$bare" >/dev/null 2>&1
 
 # --- an unreachable broker ------------------------------------------------------

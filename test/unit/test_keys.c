@@ -110,12 +110,40 @@ static void urlencode(void **state)
     assert_int_equal(is_keys_urlencode("abc", out, 3), -1);
 }
 
+static void retention_classes(void **state)
+{
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], n = -1;
+    char err[256];
+    (void)state;
+    assert_int_equal(is_keys_retention_classes("7", days, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(days[0], 7);
+    assert_int_equal(is_keys_retention_classes(" 7, 30 ,3650", days, &n, err, sizeof(err)), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(days[1], 30);
+    assert_int_equal(days[2], 3650);
+    const char *bad[] = {"",   "0",     "3651", "-7",   "+7", "7,",
+                         ",7", "7,,30", "7d",   "7 30", "x",  "99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (!is_keys_retention_classes(bad[i], days, &n, err, sizeof(err)))
+            fail_msg("'%s' accepted", bad[i]);
+        assert_non_null(strstr(err, "1..3650"));
+    }
+    assert_int_equal(is_keys_retention_classes("7,30,7", days, &n, err, sizeof(err)), -1);
+    assert_string_equal(err, "7 is listed twice");
+    assert_int_equal(is_keys_retention_classes("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", days,
+                                               &n, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "more than 16"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(key_layout),    cmocka_unit_test(unsafe_ids),
-        cmocka_unit_test(unsafe_tenant), cmocka_unit_test(key_too_long_for_buffer),
-        cmocka_unit_test(tagging),       cmocka_unit_test(urlencode),
+        cmocka_unit_test(key_layout),        cmocka_unit_test(unsafe_ids),
+        cmocka_unit_test(unsafe_tenant),     cmocka_unit_test(key_too_long_for_buffer),
+        cmocka_unit_test(tagging),           cmocka_unit_test(urlencode),
+        cmocka_unit_test(retention_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,148 @@ static void lifecycle_rules(void **state)
     expect("not xml", -1, "not a <LifecycleConfiguration>");
 }
 
+/* What is_check_lifecycle_classes emitted, one "ok|FAIL detail" per line. */
+typedef struct lines {
+    char buf[8192];
+    int n;
+} lines_t;
+
+static void collect(void *ctx, int ok, const char *detail)
+{
+    lines_t *l = ctx;
+    size_t used = strlen(l->buf);
+    snprintf(l->buf + used, sizeof(l->buf) - used, "%s %s\n", ok ? "ok" : "FAIL", detail);
+    l->n++;
+}
+
+static int classes(const char *xml, const int *days, int ndays, lines_t *l)
+{
+    memset(l, 0, sizeof(*l));
+    return is_check_lifecycle_classes(xml, strlen(xml), "processed/", days, ndays, collect, l);
+}
+
+static void has_line(const lines_t *l, const char *words)
+{
+    if (!strstr(l->buf, words))
+        fail_msg("no line has '%s':\n%s", words, l->buf);
+}
+
+/* deploy/minio/lifecycle.json and deploy/aws/lifecycle.json, as the stores
+ * return them. */
+#define RULE7                                                                                      \
+    "<Rule><ID>expire-retention-7d</ID><Status>Enabled</Status>"                                   \
+    "<Filter><Tag><Key>retention</Key><Value>7d</Value></Tag></Filter>"                            \
+    "<Expiration><Days>7</Days></Expiration>"                                                      \
+    "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"                              \
+    "</NoncurrentVersionExpiration></Rule>"
+#define MARKERS                                                                                    \
+    "<Rule><ID>expire-delete-markers</ID><Status>Enabled</Status><Filter><Prefix></Prefix>"        \
+    "</Filter><Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker>"             \
+    "</Expiration></Rule>"
+
+static void lifecycle_classes(void **state)
+{
+    (void)state;
+    lines_t l;
+    const int seven[] = {7}, two[] = {7, 30};
+
+    assert_int_equal(classes(NS RULE7 MARKERS END, seven, 1, &l), 0);
+    assert_int_equal(l.n, 2);
+    has_line(&l, "ok retention=7d: rule \"expire-retention-7d\": tag retention=7d, objects "
+                 "expire after 7 days; rule \"expire-retention-7d\" expires noncurrent versions "
+                 "1 day after they become noncurrent\n");
+    has_line(&l, "ok delete markers: rule \"expire-delete-markers\" removes expired object "
+                 "delete markers\n");
+
+    /* A second class without its rule: named, the 7d line still ok. */
+    assert_int_equal(classes(NS RULE7 MARKERS END, two, 2, &l), 1);
+    assert_int_equal(l.n, 3);
+    has_line(&l, "ok retention=7d:");
+    has_line(&l, "FAIL retention=30d: no enabled rule expires objects tagged retention=30d after "
+                 "30 days (rule \"expire-retention-7d\": filter tag retention=7d, not "
+                 "retention=30d; rule \"expire-delete-markers\": Expiration without Days");
+    has_line(&l, "and no enabled rule expires noncurrent versions of objects tagged "
+                 "retention=30d within 30 days");
+    /* ... and once it has one. */
+    assert_int_equal(
+        classes(NS RULE7
+                "<Rule><ID>r30</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+                "<Value>30d</Value></Tag></Filter><Expiration><Days>30</Days></Expiration>"
+                "<NoncurrentVersionExpiration><NoncurrentDays>30</NoncurrentDays>"
+                "</NoncurrentVersionExpiration></Rule>" MARKERS END,
+                two, 2, &l),
+        0);
+    has_line(&l, "ok retention=30d: rule \"r30\"");
+
+    /* The rule the stack had before: current versions only. */
+    assert_int_equal(classes(NS "<Rule><ID>expire-retention-7d</ID><Status>Enabled</Status>"
+                                "<Filter><Tag><Key>retention</Key><Value>7d</Value></Tag></Filter>"
+                                "<Expiration><Days>7</Days></Expiration></Rule>" END,
+                             seven, 1, &l),
+                     2);
+    has_line(&l, "FAIL retention=7d: no enabled rule expires noncurrent versions of objects "
+                 "tagged retention=7d within 7 days (rule \"expire-retention-7d\": no "
+                 "NoncurrentVersionExpiration)");
+    has_line(&l, "FAIL delete markers: no enabled rule without a tag filter removes expired "
+                 "object delete markers under s3.prefix 'processed/' (rule "
+                 "\"expire-retention-7d\": filter on tag retention=7d, and a delete marker has "
+                 "no tags)");
+
+    /* Noncurrent versions in a separate rule, without a tag filter: ok. */
+    assert_int_equal(
+        classes(NS "<Rule><ID>cur</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+                   "<Value>7d</Value></Tag></Filter><Expiration><Days>7</Days></Expiration>"
+                   "</Rule><Rule><ID>nc</ID><Status>Enabled</Status><Filter><Prefix>processed/"
+                   "</Prefix></Filter><NoncurrentVersionExpiration><NoncurrentDays>2"
+                   "</NoncurrentDays></NoncurrentVersionExpiration><Expiration>"
+                   "<ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration>"
+                   "</Rule>" END,
+                seven, 1, &l),
+        0);
+    has_line(&l, "rule \"nc\" expires noncurrent versions 2 days after");
+    has_line(&l, "ok delete markers: rule \"nc\"");
+
+    /* Noncurrent versions kept too long, or some kept forever. */
+    assert_int_equal(
+        classes(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+                   "<Value>7d</Value></Tag></Filter><Expiration><Days>7</Days></Expiration>"
+                   "<NoncurrentVersionExpiration><NoncurrentDays>30</NoncurrentDays>"
+                   "</NoncurrentVersionExpiration></Rule>" MARKERS END,
+                seven, 1, &l),
+        1);
+    has_line(&l, "noncurrent versions expire after 30 days, more than the 7 of the tag");
+    assert_int_equal(
+        classes(NS "<Rule><ID>x</ID><Status>Enabled</Status><Filter><Tag><Key>retention</Key>"
+                   "<Value>7d</Value></Tag></Filter><Expiration><Days>7</Days></Expiration>"
+                   "<NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays>"
+                   "<NewerNoncurrentVersions>3</NewerNoncurrentVersions>"
+                   "</NoncurrentVersionExpiration></Rule>" MARKERS END,
+                seven, 1, &l),
+        1);
+    has_line(&l, "keeps 3 newer noncurrent versions forever");
+
+    /* Delete markers: a disabled rule, a prefix elsewhere, a size filter. */
+    assert_int_equal(
+        classes(NS RULE7
+                "<Rule><ID>m</ID><Status>Disabled</Status><Filter></Filter><Expiration>"
+                "<ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker></Expiration></Rule>"
+                "<Rule><ID>m2</ID><Status>Enabled</Status><Filter><Prefix>raw/</Prefix></Filter>"
+                "<Expiration><ExpiredObjectDeleteMarker>true</ExpiredObjectDeleteMarker>"
+                "</Expiration></Rule>"
+                "<Rule><ID>m3</ID><Status>Enabled</Status><Filter><ObjectSizeGreaterThan>1"
+                "</ObjectSizeGreaterThan></Filter><Expiration><ExpiredObjectDeleteMarker>true"
+                "</ExpiredObjectDeleteMarker></Expiration></Rule>" END,
+                seven, 1, &l),
+        1);
+    has_line(&l, "rule \"m\": status Disabled");
+    has_line(&l, "rule \"m2\": filter prefix 'raw/' does not cover s3.prefix 'processed/'");
+    has_line(&l, "rule \"m3\": filter on object size");
+    has_line(&l, "rule \"expire-retention-7d\": filter on tag retention=7d");
+
+    assert_int_equal(classes("not xml", seven, 1, &l), -1);
+    assert_int_equal(l.n, 0);
+}
+
 static void time_ok(const char *s, int64_t want)
 {
     char err[256] = "";
@@ -191,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lifecycle_rules),
+        cmocka_unit_test(lifecycle_classes),
         cmocka_unit_test(parse_time),
         cmocka_unit_test(eta_format),
         cmocka_unit_test(produce_empty_directory),
