@@ -92,16 +92,24 @@ static const is_ckey_t keys[] = {
      "Job threads processing records concurrently, across and within partitions; 0 means the "
      "number of cores."},
     {"worker.max.inflight", T_INT, O(worker_max_inflight), "0", 0, 100000, NULL, 0,
-     "Records dispatched but not finished before the worker pauses its partitions (it keeps "
-     "polling to stay in the group); it resumes at half. 0 means 16 x worker.threads: each "
-     "pause costs about a second (librdkafka refetches what it had prefetched), and the 8 "
-     "records per thread left at resume cover that second for images of 125 ms or more. "
-     "Deeper only adds to what a killed worker repeats: records finished behind a slower one "
-     "of their partition, which this bounds."},
+     "Records dispatched but not finished. Each assigned partition gets an equal share "
+     "(at least one), a share left unused goes to partitions with records waiting, and "
+     "partitions are served in turn; records beyond it wait in librdkafka's per-partition "
+     "queue, which stops fetching when full (no pause). 0 means 16 x worker.threads. Deeper "
+     "only adds to what a killed worker repeats: records finished behind a slower one of "
+     "their partition, which this bounds."},
     {"worker.max.inflight.pixels", T_INT, O(worker_max_inflight_pixels), "400000000", 1,
      INT64_C(1) << 40, NULL, 0,
      "Memory budget in decoded pixels (width x height from the header) across running jobs; "
-     "a job waits before decoding when over it, and the partitions are paused."},
+     "a job waits before decoding when over it, and no record is dispatched meanwhile."},
+    {"worker.max.inflight.bytes", T_SIZE, O(worker_max_inflight_bytes), "0", 0, INT64_C(1) << 40,
+     NULL, 0,
+     "Kafka record bytes dispatched but not finished; a record is dispatched while less is "
+     "in flight (one always, when nothing is). 0 means 64MiB or 2 x limits.max.input.bytes, "
+     "whichever is larger. Unless set as kafka.*, librdkafka's prefetch is derived from it: "
+     "max.partition.fetch.bytes = 1/16 of it (64KiB..1MiB), queued.max.messages.kbytes = "
+     "twice that per partition, fetch.max.bytes = 1/4 of it (at least 1MiB and "
+     "kafka.message.max.bytes, at most kafka.receive.message.max.bytes - 512)."},
     {"worker.stuck.timeout.ms", T_INT, O(worker_stuck_timeout_ms), "120000", 0, 3600000, NULL, 0,
      "Watchdog: a job making no progress for this long (one PUT, claim-check GET or pipeline "
      "run; a DLQ produce gets 30 s more) is stuck. It is logged and counted, and an S3 request "

@@ -72,6 +72,7 @@ typedef struct is_config {
     size_t nprocessor_kv;
     /* delivery */
     int64_t worker_threads, worker_max_inflight, worker_max_inflight_pixels;
+    int64_t worker_max_inflight_bytes;
     int64_t retry_backoff_initial_ms, retry_backoff_max_ms;
     int64_t retry_budget_percent, retry_budget_min_per_second;
     int64_t worker_stuck_timeout_ms, worker_stuck_max_threads;

@@ -538,7 +538,7 @@ void *is_job_thread(void *arg)
         run_job(&j, job);
 
         pthread_mutex_lock(&w->lock);
-        is_job_unref(job);
+        is_job_unref(w, job);
         if (atomic_load(&j.slot->orphaned))
             break; /* left behind: the job and its in-flight count moved on */
         j.slot->partition = -1;
@@ -564,10 +564,11 @@ void *is_job_thread(void *arg)
     return NULL;
 }
 
-void is_job_unref(is_job_t *job)
+void is_job_unref(is_worker_t *w, is_job_t *job)
 {
     if (--job->refs > 0)
         return;
+    w->inflight_bytes -= (int64_t)job->rkm->len;
     rd_kafka_message_destroy(job->rkm);
     free(job);
 }

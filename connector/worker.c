@@ -4,8 +4,15 @@
  * job.c. See worker.h for the delivery protocol and worker_int.h for
  * threads and locks.
  *
- * Only rd_kafka_consumer_poll is used to fetch: librdkafka 2.0.x's batch
- * consume APIs lose offsets around pause and seek.
+ * Dispatch: each assigned partition's records stay in its own librdkafka
+ * queue (rd_kafka_queue_get_partition, forwarded nowhere), taken one at a
+ * time with rd_kafka_consume_queue, the partitions in turn; the consumer
+ * queue (rd_kafka_consumer_poll) then carries only rebalances and errors.
+ * A partition whose queue is full is no longer fetched by librdkafka
+ * (queued.max.messages.kbytes counts per partition queue), so the worker
+ * never pauses: a pause drops what was prefetched and costs a refetch. The
+ * batch consume APIs are not used: in 2.0.x they lose offsets around pause
+ * and seek.
  */
 #include "worker.h"
 
@@ -26,20 +33,37 @@
 
 static size_t max_inflight(const is_worker_t *w)
 {
-    /* Each pause costs about a second of idle time, because librdkafka
-     * drops the records it prefetched for a paused partition and fetches
-     * them again after resume (measured by the fault suite: 4 in flight
-     * gave ~5 records/s, 64 gave ~47). Resuming at half the bound, the 8
-     * records per thread still queued cover that second for images of
-     * 125 ms or more; less would idle the threads on every pause. Deeper
-     * buys nothing: the queue only has to bridge the refetch. What a
-     * SIGKILL repeats is not the queue (never started) but what finished
-     * behind a slower record of its partition, capped by this bound, and
-     * what finished since the last commit (auto.commit.interval.ms, one
-     * second). Memory stays bounded by the pixel budget and librdkafka's
-     * prefetch limits. */
+    /* Divided by the assigned partitions, it is each one's share (see
+     * dispatch_round). The jobs queued cover the time the poll thread
+     * needs to notice a finished job (its poll timeout, 10 ms) many times
+     * over. Deeper buys
+     * nothing but what a SIGKILL repeats: not the queue (never started)
+     * but what finished behind a slower record of its partition, capped by
+     * this bound, and what finished since the last commit
+     * (auto.commit.interval.ms, one second). Memory stays bounded by the
+     * byte bound, the pixel budget and librdkafka's prefetch limits. */
     return w->cfg->worker_max_inflight ? (size_t)w->cfg->worker_max_inflight
                                        : (size_t)(16 * w->nthreads);
+}
+
+/* worker.max.inflight.bytes, or 64 MiB or two of the largest images,
+ * whichever is larger: small images run as deep as the record bound
+ * allows, 50 MB ones two at a time (a record is dispatched while less than
+ * the bound is in flight). */
+static int64_t max_inflight_bytes(const is_config_t *cfg)
+{
+    int64_t two = 2 * cfg->limits_max_input_bytes;
+    if (cfg->worker_max_inflight_bytes)
+        return cfg->worker_max_inflight_bytes;
+    return two > (INT64_C(64) << 20) ? two : INT64_C(64) << 20;
+}
+
+static is_part_t *part_find(is_worker_t *w, const char *topic, int32_t partition)
+{
+    for (int i = 0; i < w->nparts; i++)
+        if (w->parts[i].partition == partition && !strcmp(w->parts[i].topic, topic))
+            return &w->parts[i];
+    return NULL;
 }
 
 /* Stores every partition's newly contiguous done offset. A partition that
@@ -56,7 +80,10 @@ static void store_offsets(is_worker_t *w)
             rd_kafka_topic_partition_list_add(parts, pos[i].topic, pos[i].partition)->offset =
                 pos[i].offset;
         rd_kafka_offsets_store(w->rk, parts);
-        for (int i = 0; i < parts->cnt; i++)
+        for (int i = 0; i < parts->cnt; i++) {
+            is_part_t *p = part_find(w, parts->elems[i].topic, parts->elems[i].partition);
+            if (p && !parts->elems[i].err)
+                p->stored = parts->elems[i].offset;
             if (parts->elems[i].err)
                 IS_WARN("worker",
                         json_pack("{s:s, s:i, s:I}", "topic", parts->elems[i].topic, "partition",
@@ -64,6 +91,7 @@ static void store_offsets(is_worker_t *w)
                                   (json_int_t)parts->elems[i].offset),
                         "offset not stored (%s): the partition moved to another member",
                         rd_kafka_err2str(parts->elems[i].err));
+        }
         rd_kafka_topic_partition_list_destroy(parts);
         if (n < 64)
             break;
@@ -85,7 +113,7 @@ static size_t drop_queued(is_worker_t *w, const rd_kafka_topic_partition_list_t 
         is_job_t *job = *pp;
         if (in_list(parts, rd_kafka_topic_name(job->rkm->rkt), job->rkm->partition)) {
             *pp = job->next;
-            is_job_unref(job);
+            is_job_unref(w, job);
             w->inflight--;
             dropped++;
             continue;
@@ -104,6 +132,101 @@ static int running_in(is_worker_t *w, const rd_kafka_topic_partition_list_t *par
     for (int i = 0; i < w->nthreads; i++)
         if (w->slots[i].partition >= 0 && in_list(parts, w->slots[i].topic, w->slots[i].partition))
             n++;
+    return n;
+}
+
+/* The group moved on while a commit was under way (members joined or
+ * left): the commit carried a generation the coordinator no longer takes. */
+static int generation_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+           err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+}
+
+/* After a failed commit: logs, per partition (of only, or all assigned
+ * when NULL), the offset the group has committed and the one this worker
+ * had stored. The records between them are done here and will be processed
+ * again by the next owner. Asks the coordinator (blocking, 2 s at most).
+ * Poll thread. */
+static void log_uncommitted(is_worker_t *w, const rd_kafka_topic_partition_list_t *only,
+                            const char *what, rd_kafka_resp_err_t err)
+{
+    rd_kafka_topic_partition_list_t *asked = rd_kafka_topic_partition_list_new(w->nparts + 1);
+    for (int i = 0; i < w->nparts; i++)
+        if (w->parts[i].stored >= 0 &&
+            (!only || in_list(only, w->parts[i].topic, w->parts[i].partition)))
+            rd_kafka_topic_partition_list_add(asked, w->parts[i].topic, w->parts[i].partition);
+    int known = asked->cnt > 0 && !rd_kafka_committed(w->rk, asked, 2000);
+    json_t *arr = json_array();
+    for (int i = 0; i < asked->cnt; i++) {
+        const is_part_t *p = part_find(w, asked->elems[i].topic, asked->elems[i].partition);
+        int64_t committed = known && !asked->elems[i].err ? asked->elems[i].offset : -1;
+        if (!p || (committed >= 0 && committed >= p->stored))
+            continue;
+        json_array_append_new(arr, json_pack("{s:s, s:i, s:I, s:I}", "topic", p->topic, "partition",
+                                             (int)p->partition, "committed", (json_int_t)committed,
+                                             "stored", (json_int_t)p->stored));
+    }
+    rd_kafka_topic_partition_list_destroy(asked);
+    IS_WARN("worker", json_pack("{s:s, s:o}", "error", rd_kafka_err2name(err), "partitions", arr),
+            "%s failed (%s): the records from each partition's committed offset (-1: unknown) "
+            "up to its stored offset are done but will be processed again",
+            what, rd_kafka_err2str(err));
+}
+
+/* Gives a partition being assigned its own fetch queue, before the assign
+ * starts fetching it: librdkafka keeps an application's forwarding (see
+ * rd_kafka_queue_forward), so none of its records reaches the consumer
+ * queue. Returns 0, or -1 (no memory, unknown partition): its records then
+ * come through rd_kafka_consumer_poll and are dispatched from there, in
+ * order, outside the round. Poll thread (rebalance callback). */
+static int part_add(is_worker_t *w, rd_kafka_t *rk, const char *topic, int32_t partition)
+{
+    if (part_find(w, topic, partition))
+        return 0;
+    if (w->nparts == w->capparts) {
+        int cap = w->capparts ? 2 * w->capparts : 16;
+        is_part_t *np = realloc(w->parts, (size_t)cap * sizeof(*np));
+        if (!np)
+            return -1;
+        w->parts = np;
+        w->capparts = cap;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_get_partition(rk, topic, partition);
+    if (!q)
+        return -1;
+    rd_kafka_queue_forward(q, NULL);
+    is_part_t *p = &w->parts[w->nparts++];
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    p->partition = partition;
+    p->q = q;
+    p->stored = -1;
+    return 0;
+}
+
+/* Forgets a revoked or lost partition before it is unassigned: what its
+ * queue still holds is destroyed, never dispatched (the next owner fetches
+ * it again from the committed offset), and the queue handle is released.
+ * Returns how many records were dropped. Poll thread (rebalance callback,
+ * shutdown). */
+static size_t part_remove(is_worker_t *w, const char *topic, int32_t partition)
+{
+    is_part_t *p = part_find(w, topic, partition);
+    rd_kafka_message_t *rkm;
+    size_t n = 0;
+
+    if (!p)
+        return 0;
+    /* Bounded: the fetcher may still add to it until the unassign. */
+    while (n < 100000 && (rkm = rd_kafka_consume_queue(p->q, 0))) {
+        rd_kafka_message_destroy(rkm);
+        n++;
+    }
+    rd_kafka_queue_destroy(p->q);
+    *p = w->parts[--w->nparts];
+    if (w->next >= w->nparts)
+        w->next = 0;
     return n;
 }
 
@@ -137,8 +260,13 @@ static void drain_revoked(is_worker_t *w, rd_kafka_topic_partition_list_t *parts
                 "revoke drained: queued records dropped, unfinished ones left uncommitted");
 
     store_offsets(w);
+    /* Inside the callback the rebalance cannot be served, so a commit the
+     * group refused cannot wait for the next generation: the partitions
+     * leave now. What it would have committed is logged. */
     rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    if (generation_error(err))
+        log_uncommitted(w, parts, "commit on revoke", err);
+    else if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         IS_WARN("rebalance", NULL, "commit on revoke failed: %s", rd_kafka_err2str(err));
 }
 
@@ -188,22 +316,19 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                        "uncommitted");
                 atomic_store(&w->oom, 1);
             }
+        for (int i = 0; i < parts->cnt; i++)
+            if (part_add(w, rk, parts->elems[i].topic, parts->elems[i].partition))
+                IS_WARN("worker",
+                        json_pack("{s:s, s:i}", "topic", parts->elems[i].topic, "partition",
+                                  (int)parts->elems[i].partition),
+                        "no queue of its own for the partition (out of memory): its records are "
+                        "dispatched as they arrive, outside the round");
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
-        /* librdkafka keeps a partition's pause flag across unassign and
-         * assign, so a partition is always put in the state the worker
-         * wants: paused (and remembered for resume) while over bounds,
-         * explicitly resumed otherwise. */
-        if (w->paused) {
-            rd_kafka_pause_partitions(rk, parts);
-            for (int i = 0; i < parts->cnt; i++)
-                rd_kafka_topic_partition_list_add(w->paused, parts->elems[i].topic,
-                                                  parts->elems[i].partition);
-        } else {
-            rd_kafka_resume_partitions(rk, parts);
-        }
+        /* The worker never pauses, so no partition carries a pause flag
+         * (librdkafka keeps it across unassign and assign). */
         is_metrics_inc(IS_M_REBALANCE_ASSIGN);
         publish_assignment(rk, 1);
         return;
@@ -224,17 +349,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_parts("partitions revoked: draining and committing", parts);
         drain_revoked(w, parts);
     }
-    /* Resume what leaves while paused: librdkafka would keep the pause
-     * flag, and a later re-assignment of the partition would never fetch
-     * (seen as a partition stuck after a member joined and left). */
-    if (w->paused)
-        rd_kafka_resume_partitions(rk, parts);
+    /* Queues go before the unassign: what they hold is dropped, never
+     * dispatched after the revoke (the callback runs on the poll thread,
+     * which is also the only one that dispatches). */
+    size_t unread = 0;
     for (int i = 0; i < parts->cnt; i++) {
+        unread += part_remove(w, parts->elems[i].topic, parts->elems[i].partition);
         is_offsets_remove_partition(w->offsets, parts->elems[i].topic, parts->elems[i].partition);
-        if (w->paused)
-            rd_kafka_topic_partition_list_del(w->paused, parts->elems[i].topic,
-                                              parts->elems[i].partition);
     }
+    if (unread)
+        IS_DEBUG("rebalance", json_pack("{s:I}", "records", (json_int_t)unread),
+                 "prefetched records of the leaving partitions dropped");
     if (cooperative)
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else
@@ -257,42 +382,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", reason);
-}
-
-/* Backpressure: over a bound (records in flight, or jobs waiting for pixel
- * budget), pause every assigned partition and keep polling so the member
- * stays in the group; below half the bound, resume exactly what was paused.
- * Poll thread. */
-static void backpressure(is_worker_t *w)
-{
-    pthread_mutex_lock(&w->lock);
-    size_t inflight = w->inflight;
-    int waiters = w->pixel_waiters;
-    int64_t pixels = w->pixels;
-    pthread_mutex_unlock(&w->lock);
-
-    is_metrics_set(IS_M_INFLIGHT_RECORDS, (int64_t)inflight);
-    is_metrics_set(IS_M_INFLIGHT_PIXELS, pixels);
-    is_metrics_set(IS_M_PAUSED_PARTITIONS, w->paused ? w->paused->cnt : 0);
-    is_metrics_set(IS_M_RETRY_BUDGET_TOKENS,
-                   (int64_t)is_retry_budget_tokens(&w->budget, is_now_s()));
-
-    if (!w->paused && (inflight >= max_inflight(w) || waiters > 0)) {
-        rd_kafka_topic_partition_list_t *asg = NULL;
-        if (rd_kafka_assignment(w->rk, &asg) || !asg)
-            return;
-        rd_kafka_pause_partitions(w->rk, asg);
-        w->paused = asg;
-        IS_DEBUG("worker",
-                 json_pack("{s:I, s:i, s:i}", "inflight", (json_int_t)inflight, "pixel_waiters",
-                           waiters, "partitions", asg->cnt),
-                 "over bounds: partitions paused");
-    } else if (w->paused && inflight <= max_inflight(w) / 2 && waiters == 0) {
-        rd_kafka_resume_partitions(w->rk, w->paused);
-        rd_kafka_topic_partition_list_destroy(w->paused);
-        w->paused = NULL;
-        IS_DEBUG("worker", NULL, "under bounds: partitions resumed");
-    }
 }
 
 /* Out of memory for a record's bookkeeping: the record is neither
@@ -342,6 +431,7 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
     is_metrics_inc(IS_M_RECORDS_CONSUMED);
     is_metrics_add(IS_M_CONSUMED_BYTES, (int64_t)rkm->len);
     pthread_mutex_lock(&w->lock);
+    w->inflight_bytes += (int64_t)rkm->len;
     if (w->qtail)
         w->qtail->next = job;
     else
@@ -350,6 +440,89 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
     w->inflight++;
     pthread_cond_signal(&w->cond_job);
     pthread_mutex_unlock(&w->lock);
+}
+
+/* A message from a partition queue or the consumer queue: an error or
+ * end-of-partition event is logged and freed, a record dispatched. */
+static void take(is_worker_t *w, rd_kafka_message_t *rkm)
+{
+    if (rkm->err) {
+        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(rkm->err)),
+                    "consumer: %s", rd_kafka_message_errstr(rkm));
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
+    dispatch(w, rkm);
+}
+
+/* Fair dispatch: takes records from the partition queues in turn while
+ * the bounds allow (records and bytes in flight, nobody waiting for pixel
+ * budget). A partition is served first while it holds less than its share
+ * of the record bound, max(1, bound / partitions); the share others leave
+ * unused goes, in the same turn order, to partitions with records waiting,
+ * so a lone busy partition still runs as deep as the bound. The turn
+ * starts after the partition served last, so no partition waits behind
+ * another's backlog. Records past the bounds stay in librdkafka, which
+ * stops fetching a partition whose queue is full. Poll thread. */
+static void dispatch_round(is_worker_t *w)
+{
+    size_t bound = max_inflight(w);
+    int64_t bytes_bound = max_inflight_bytes(w->cfg);
+    int guard = (int)bound + 2 * w->nparts + 2; /* queue lengths count ops, not only records */
+
+    while (w->nparts > 0 && guard-- > 0 && !atomic_load(&w->oom)) {
+        pthread_mutex_lock(&w->lock);
+        size_t inflight = w->inflight;
+        int64_t bytes = w->inflight_bytes;
+        int waiters = w->pixel_waiters;
+        pthread_mutex_unlock(&w->lock);
+        if (inflight >= bound || (inflight > 0 && bytes >= bytes_bound) || waiters > 0)
+            return;
+        size_t share = bound / (size_t)w->nparts;
+        share = share < 1 ? 1 : share;
+        int pick = -1;
+        for (int pass = 0; pass < 2 && pick < 0; pass++)
+            for (int k = 0; k < w->nparts && pick < 0; k++) {
+                is_part_t *p = &w->parts[(w->next + k) % w->nparts];
+                if (!rd_kafka_queue_length(p->q))
+                    continue;
+                if (pass == 0 && is_offsets_pending(w->offsets, p->topic, p->partition) >= share)
+                    continue;
+                pick = (w->next + k) % w->nparts;
+            }
+        if (pick < 0)
+            return;
+        w->next = (pick + 1) % w->nparts;
+        rd_kafka_message_t *rkm = rd_kafka_consume_queue(w->parts[pick].q, 0);
+        if (rkm)
+            take(w, rkm);
+    }
+}
+
+/* Metrics of the in-flight work, once per poll loop. Poll thread. */
+static void publish_inflight(is_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t inflight = w->inflight;
+    int64_t pixels = w->pixels;
+    pthread_mutex_unlock(&w->lock);
+    is_metrics_set(IS_M_INFLIGHT_RECORDS, (int64_t)inflight);
+    is_metrics_set(IS_M_INFLIGHT_PIXELS, pixels);
+    is_metrics_set(IS_M_PAUSED_PARTITIONS, 0); /* never paused since fair dispatch */
+    is_metrics_set(IS_M_RETRY_BUDGET_TOKENS,
+                   (int64_t)is_retry_budget_tokens(&w->budget, is_now_s()));
+}
+
+/* Sets a librdkafka property unless the operator set it as kafka.*. */
+static int conf_default(const is_worker_t *w, rd_kafka_conf_t *conf, const char *key, int64_t v,
+                        char *errstr, size_t errstr_size)
+{
+    char val[32];
+    if (is_config_kafka_get(w->cfg, key))
+        return 0;
+    snprintf(val, sizeof(val), "%lld", (long long)v);
+    return is_kafka_conf_set(conf, key, val, errstr, errstr_size);
 }
 
 static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size)
@@ -378,6 +551,31 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     if (!is_config_kafka_get(w->cfg, "auto.commit.interval.ms") &&
         is_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size))
         goto fail;
+    /* Prefetch bounded by the byte bound (worker.max.inflight.bytes):
+     * each partition queue holds at most about two partition fetches
+     * (queued.max.messages.kbytes counts per queue, as none is forwarded),
+     * one fetch response at most a quarter of the bound. librdkafka
+     * refuses to start with a fetch.max.bytes below message.max.bytes, or
+     * above an operator's receive.message.max.bytes - 512: kept between
+     * the two (left to librdkafka when they leave no room). */
+    {
+        const char *mmb = is_config_kafka_get(w->cfg, "message.max.bytes");
+        const char *rmb = is_config_kafka_get(w->cfg, "receive.message.max.bytes");
+        int64_t b = max_inflight_bytes(w->cfg), part = b / 16, fetch = b / 4;
+        int64_t msg_max = mmb ? strtoll(mmb, NULL, 10) : 1000000;
+        part = part < (64 << 10) ? (64 << 10) : part > (1 << 20) ? (1 << 20) : part;
+        fetch = fetch < part ? part : fetch;
+        fetch = fetch < (1 << 20) ? (1 << 20) : fetch;
+        fetch = fetch < msg_max ? msg_max : fetch;
+        if (rmb && fetch > strtoll(rmb, NULL, 10) - 512)
+            fetch = strtoll(rmb, NULL, 10) - 512;
+        if (conf_default(w, conf, "max.partition.fetch.bytes", part, errstr, errstr_size) ||
+            conf_default(w, conf, "queued.max.messages.kbytes", 2 * part / 1024, errstr,
+                         errstr_size) ||
+            (fetch >= msg_max &&
+             conf_default(w, conf, "fetch.max.bytes", fetch, errstr, errstr_size)))
+            goto fail;
+    }
     /* Statistics feed the lag metric and readiness (stats.h). */
     if (!is_config_kafka_get(w->cfg, "statistics.interval.ms") &&
         is_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size))
@@ -448,6 +646,90 @@ static void drain_all(is_worker_t *w)
     w->quit = 1;
     pthread_cond_broadcast(&w->cond_job);
     pthread_mutex_unlock(&w->lock);
+}
+
+/* The last commit before leaving. Several members stopping at once make
+ * the group rebalance under it, and the coordinator refuses the old
+ * generation (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS);
+ * librdkafka then rejoins, with the assignment lost for the first two. So
+ * the poll serves the rebalance (no record is dispatched any more: the
+ * rebalance callback may drop and add partitions), and the stored
+ * positions of partitions still assigned are committed again, explicitly:
+ * a lost assignment forgets librdkafka's stored offsets. Until the
+ * rebalance.drain.timeout.ms deadline; what stays uncommitted is logged.
+ * Poll thread, after the job threads were joined. */
+static void final_commit(is_worker_t *w)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
+    if (!generation_error(err)) {
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            IS_WARN("worker", NULL, "final commit: %s", rd_kafka_err2str(err));
+        return;
+    }
+    /* What this worker stored, kept across the rebalance: the callback
+     * forgets partitions that are lost, and adds them back when assigned
+     * again. */
+    rd_kafka_topic_partition_list_t *want = rd_kafka_topic_partition_list_new(w->nparts + 1);
+    for (int i = 0; i < w->nparts; i++)
+        if (w->parts[i].stored >= 0)
+            rd_kafka_topic_partition_list_add(want, w->parts[i].topic, w->parts[i].partition)
+                ->offset = w->parts[i].stored;
+    IS_WARN("worker",
+            json_pack("{s:s, s:i}", "error", rd_kafka_err2name(err), "partitions", want->cnt),
+            "final commit refused while the group rebalances: serving the rebalance, then "
+            "committing again");
+    double deadline = is_now_s() + w->cfg->rebalance_drain_timeout_ms / 1e3;
+    while (want->cnt > 0 && generation_error(err) && is_now_s() < deadline) {
+        double until = is_now_s() + 0.5;
+        while (is_now_s() < until) {
+            is_health_beat();
+            rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w->rk, 50);
+            if (rkm) /* a partition without its own queue: not dispatched any more */
+                rd_kafka_message_destroy(rkm);
+        }
+        /* Only partitions this member holds again: a moved one belongs to
+         * its new owner, whose commits must not be overwritten. */
+        rd_kafka_topic_partition_list_t *asg = NULL, *mine;
+        if (rd_kafka_assignment(w->rk, &asg) || !asg)
+            continue;
+        mine = rd_kafka_topic_partition_list_new(want->cnt);
+        for (int i = 0; i < want->cnt; i++)
+            if (in_list(asg, want->elems[i].topic, want->elems[i].partition))
+                rd_kafka_topic_partition_list_add(mine, want->elems[i].topic,
+                                                  want->elems[i].partition)
+                    ->offset = want->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(asg);
+        if (mine->cnt == 0 || rd_kafka_assignment_lost(w->rk)) {
+            rd_kafka_topic_partition_list_destroy(mine);
+            continue;
+        }
+        err = rd_kafka_commit(w->rk, mine, 0);
+        if (!err) {
+            /* The rest moved to other members with the rebalance. */
+            for (int i = 0; i < mine->cnt; i++)
+                rd_kafka_topic_partition_list_del(want, mine->elems[i].topic,
+                                                  mine->elems[i].partition);
+            IS_INFO("worker", json_pack("{s:i}", "partitions", mine->cnt),
+                    "final commit done after the rebalance");
+            err = RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION; /* for the log of what moved */
+            rd_kafka_topic_partition_list_destroy(mine);
+            break;
+        }
+        rd_kafka_topic_partition_list_destroy(mine);
+    }
+    if (want->cnt > 0) {
+        json_t *arr = json_array();
+        for (int i = 0; i < want->cnt; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:i, s:I}", "topic", want->elems[i].topic,
+                                                 "partition", (int)want->elems[i].partition,
+                                                 "stored", (json_int_t)want->elems[i].offset));
+        IS_WARN("worker",
+                json_pack("{s:s, s:o}", "error", rd_kafka_err2name(err), "partitions", arr),
+                "final commit failed (%s): records below these stored offsets are done but, "
+                "from each partition's last committed offset on, will be processed again",
+                rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(want);
 }
 
 static int start_threads(is_worker_t *w, int n, char *errstr, size_t errstr_size)
@@ -619,10 +901,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         goto done;
 
     IS_INFO("worker",
-            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I}", "topics", cfg->input_topics, "group",
-                      is_config_kafka_get(cfg, "group.id"), "bucket", cfg->s3_bucket, "dlq",
-                      cfg->dlq_topic, "renditions", cfg->nrenditions, "threads", nthreads,
-                      "max_inflight", (json_int_t)max_inflight(&w)),
+            json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I}", "topics", cfg->input_topics,
+                      "group", is_config_kafka_get(cfg, "group.id"), "bucket", cfg->s3_bucket,
+                      "dlq", cfg->dlq_topic, "renditions", cfg->nrenditions, "threads", nthreads,
+                      "max_inflight", (json_int_t)max_inflight(&w), "max_inflight_bytes",
+                      (json_int_t)max_inflight_bytes(cfg)),
             "imgsink %s started", IS_VERSION);
 
     while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit) &&
@@ -632,17 +915,16 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
             is_watchdog_check(&w);
             last_watch = is_now_s();
         }
-        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 100);
-        if (rkm && rkm->err) {
-            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(rkm->err)),
-                        "consumer: %s", rd_kafka_message_errstr(rkm));
-            rd_kafka_message_destroy(rkm);
-        } else if (rkm) {
-            dispatch(&w, rkm);
-        }
+        /* Records come from the partition queues: this poll serves
+         * rebalances, errors and statistics, and returns a record only of
+         * a partition without a queue of its own (see part_add). Its short
+         * timeout is how soon a finished job is replaced. */
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(w.rk, 10);
+        if (rkm)
+            take(&w, rkm);
         store_offsets(&w);
-        backpressure(&w);
+        dispatch_round(&w);
+        publish_inflight(&w);
     }
 
     is_health_stopping();
@@ -650,10 +932,10 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     stuck = join_threads(&w, 5.0);
     store_offsets(&w);
     IS_INFO("worker", NULL, "committing stored offsets and leaving the group");
-    rd_kafka_resp_err_t err = rd_kafka_commit(w.rk, NULL, 0);
-    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        IS_WARN("worker", NULL, "final commit: %s", rd_kafka_err2str(err));
-    rd_kafka_consumer_close(w.rk); /* the revoke callback runs once more */
+    final_commit(&w);
+    rd_kafka_consumer_close(w.rk);          /* the revoke callback runs once more */
+    for (int i = w.nparts - 1; i >= 0; i--) /* left only if close failed */
+        part_remove(&w, w.parts[i].topic, w.parts[i].partition);
     if (atomic_load(&w.fatal)) {
         snprintf(errstr, errstr_size,
                  "fatal Kafka error (see the log above); exiting so the orchestrator restarts "
@@ -710,8 +992,7 @@ done:
     if (w.rk)
         rd_kafka_destroy(w.rk);
     is_http_destroy(http); /* last: it answers "stopping" until the group was left */
-    if (w.paused)
-        rd_kafka_topic_partition_list_destroy(w.paused);
+    free(w.parts);
     is_dlq_destroy(w.dlq);
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);

@@ -3,16 +3,24 @@
  * threads (job.c). Not a public interface.
  *
  * Threads and locks:
- *   - The poll thread owns the consumer: it polls, serves rebalances, pauses
- *     and resumes, dispatches jobs and stores offsets. It is the only thread
- *     that calls rd_kafka_consumer_poll, rd_kafka_offsets_store and
- *     rd_kafka_commit.
+ *   - The poll thread owns the consumer: it polls, serves rebalances,
+ *     dispatches jobs and stores offsets. It is the only thread that calls
+ *     rd_kafka_consumer_poll, rd_kafka_consume_queue, rd_kafka_offsets_store
+ *     and rd_kafka_commit, and the only one that touches w->parts.
+ *   - Dispatch: every assigned partition has its own librdkafka queue
+ *     (is_part_t.q, not forwarded to the consumer queue), so
+ *     rd_kafka_consumer_poll returns only rebalances and errors, and the
+ *     poll thread takes records from the partitions in turn, each up to its
+ *     share of worker.max.inflight (what the others leave unused goes to
+ *     partitions with records). librdkafka stops fetching a partition whose
+ *     queue is full: no pause, no refetch.
  *   - Job threads take jobs from the queue, process them (pipeline, PUTs,
  *     DLQ) and mark their offsets done in the tracker.
  *   - w->lock protects the queue, the running slots, the in-flight counters
- *     and the pixel budget; the tracker has its own lock. Never hold
- *     w->lock while calling into librdkafka, libvips or libcurl, nor while
- *     logging: a blocked stderr would stop every job thread.
+ *     (records and bytes) and the pixel budget; the tracker has its own
+ *     lock. Never hold w->lock while calling into librdkafka, libvips or
+ *     libcurl, nor while logging: a blocked stderr would stop every job
+ *     thread.
  *   - Timed waits on cond_job and cond_idle count on CLOCK_MONOTONIC
  *     (clock.h, is_worker_sync_init).
  */
@@ -36,6 +44,14 @@
 #include "pipeline.h"
 #include "retry_budget.h"
 #include "s3.h"
+
+/* One assigned partition (poll thread only). */
+typedef struct is_part {
+    char topic[256];
+    int32_t partition;
+    rd_kafka_queue_t *q; /* its fetch queue, not forwarded; owned here */
+    int64_t stored;      /* last offset stored for it, -1 if none: logged when a commit fails */
+} is_part_t;
 
 typedef struct is_job {
     rd_kafka_message_t *rkm; /* owned by the job */
@@ -101,15 +117,18 @@ typedef struct is_worker {
 
     is_retry_budget_t budget;
 
+    /* Assigned partitions, each with its own fetch queue (poll thread
+     * only). next: where the next dispatch round starts. */
+    struct is_part *parts;
+    int nparts, capparts, next;
+    int64_t inflight_bytes; /* under w->lock: rkm->len of jobs not yet freed */
+
     /* Built at start-up from the configuration, read-only after: what a
      * record may reference (claimcheck.allowed) and ask to be kept
      * (retention.classes). */
     is_claimcheck_t *claimcheck;
     int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
     int nretention;
-
-    /* Partitions paused for backpressure (poll thread only), or NULL. */
-    rd_kafka_topic_partition_list_t *paused;
 
     atomic_int abandon; /* shutdown deadline passed: every retry loop gives up */
     atomic_int fatal;
@@ -133,8 +152,9 @@ void *is_job_thread(void *arg);
  * w->lock, or is the only thread (start-up). */
 int is_job_thread_start(is_worker_t *w);
 
-/* Drops a reference to job; the last one frees it. Caller holds w->lock. */
-void is_job_unref(is_job_t *job);
+/* Drops a reference to job; the last one frees it and takes its bytes out
+ * of w->inflight_bytes. Caller holds w->lock. */
+void is_job_unref(is_worker_t *w, is_job_t *job);
 
 /* The watchdog (watchdog.c), run by the poll thread about once a second:
  * interrupts jobs without progress for worker.stuck.timeout.ms and hands

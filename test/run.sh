@@ -89,7 +89,7 @@ preflight() {
         fi
         ;;
     e2e)
-        for t in java kcat mc minio curl python3 exiftool gdb promtool toxiproxy-server; do
+        for t in java kcat mc minio curl python3 exiftool gdb promtool toxiproxy-server vips; do
             have_tool "$t" || missing+=("$t")
         done
         if have_tool python3 && ! python3 -c 'import yaml' 2>/dev/null; then

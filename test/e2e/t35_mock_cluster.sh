@@ -2,7 +2,8 @@
 # The worker in-process against librdkafka's mock cluster (fast Kafka-side
 # fault injection), writing to the real MinIO: brokers down and up, the group
 # coordinator moving, OffsetCommit errors, a rebalance with jobs in flight,
-# and a member that joins and leaves mid-rebalance.
+# a member that joins and leaves mid-rebalance, and a final commit refused
+# for an old generation (workers stopped together).
 #
 # Each scenario runs under gdb so that a crash prints its backtrace. A crash
 # is never a pass. One whose faulting frame is inside librdkafka's mock
@@ -70,7 +71,7 @@ run_scenario() { # run_scenario NAME: prints the scenario's TAP lines
 }
 
 command -v gdb >/dev/null || notok "gdb is needed to tell a crash's place (install with make deps)"
-for scenario in basic broker-down coordinator commit-errors rebalance join-leave; do
+for scenario in basic broker-down coordinator commit-errors rebalance join-leave final-commit; do
     echo "# scenario: $scenario"
     run_scenario "$scenario"
     if [ "$scenario" = rebalance ]; then

@@ -6,7 +6,8 @@
  * outputs are counted with mc, not with imgsink's own S3 client.
  *
  *   mock_worker SCENARIO      (basic | broker-down | coordinator |
- *                              commit-errors | rebalance | join-leave)
+ *                              commit-errors | rebalance | join-leave |
+ *                              final-commit)
  *
  * Environment: the stack's env file (S3_ENDPOINT, S3_BUCKET, S3_ACCESS_KEY,
  * S3_SECRET_KEY, MC, MC_ALIAS). Prints TAP lines; exits 0 unless it could
@@ -324,6 +325,11 @@ int main(int argc, char **argv)
     check(produce(bs, n, size) == 0, "produced the records to the mock cluster");
 
     run_t r = {.cfg = worker_config(bs)};
+    if (!strcmp(scenario, "final-commit") &&
+        is_config_set(r.cfg, "kafka.auto.commit.interval.ms", "600000", errstr, sizeof(errstr))) {
+        fprintf(stderr, "config: %s\n", errstr);
+        return 2;
+    }
     pthread_create(&r.thr, NULL, worker_main, &r);
 
     if (!strcmp(scenario, "broker-down")) {
@@ -360,6 +366,35 @@ int main(int argc, char **argv)
         intruder(bs, 2, 1);
         sleep_ms(1000);
         intruder(bs, 1, 1);
+    }
+
+    if (!strcmp(scenario, "final-commit")) {
+        /* Workers stopped at the same moment make the group rebalance under
+         * the last commit, which the coordinator refuses for the old
+         * generation. Auto-commit is held off, so everything rides on the
+         * final commit; the refusal is injected once every record is
+         * written. The finished work must still end committed. */
+        double until = is_now_s() + 180;
+        while (count_metadata() < n && is_now_s() < until)
+            sleep_ms(500);
+        sleep_ms(1000); /* the worker stores the last offsets */
+        rd_kafka_mock_push_request_errors(mc, 8 /* OffsetCommit */, 1,
+                                          RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION);
+        printf("# every record written; the next OffsetCommit fails with ILLEGAL_GENERATION\n");
+        r.stop = 1;
+        pthread_join(r.thr, NULL);
+        check(r.rc == 0, "the worker stopped cleanly on request");
+        int64_t c = 0, e = 0;
+        offsets(bs, &c, &e);
+        printf("# committed %lld of %lld after the worker left\n", (long long)c, (long long)e);
+        check(e > 0 && c == e, "the final commit survived ILLEGAL_GENERATION: committed = end");
+        check(count_metadata() == n, "every record's metadata.json exists in MinIO");
+        int all = count_objects("/");
+        check(all == 3 * n, "every record's two renditions exist in MinIO");
+        is_config_destroy(r.cfg);
+        rd_kafka_mock_cluster_destroy(mc);
+        rd_kafka_destroy(mrk);
+        return 0;
     }
 
     int done = wait_done(bs, 180);
