@@ -9,7 +9,11 @@
  * metadata. THREADS threads take images from a shared list, one libvips
  * thread each (as imgsink's job threads with vips.concurrency=1).
  *
- *   limit [-t THREADS] [-r REPEAT] [-o OUTDIR] FILE...
+ *   limit [-t THREADS] [-r REPEAT] [-o OUTDIR] [-R RENDITIONS] FILE...
+ *
+ * -R takes another rendition set in imgsink's `renditions` syntax
+ * (name=WxH/jpeg|webp/QUALITY,...; the small-image workload's), the first
+ * (largest) being the one decoded into.
  *
  * Every file is read into memory first; the timed part is processing only.
  * Prints one line of JSON: images, seconds, images_per_s, megapixels_per_s,
@@ -32,18 +36,46 @@ typedef struct {
     double mpix;
 } input_t;
 
-/* The standard rendition set: name, box, format, quality. */
-static const struct {
-    const char *name;
-    int box;
+/* The rendition set: name, box, format, quality; the standard one unless
+ * -R replaces it. */
+typedef struct {
+    char name[32];
+    int w, h;
     int webp;
     int q;
-} rend[] = {
-    {"large", 2048, 1, 80},
-    {"medium", 512, 0, 82},
-    {"thumb", 128, 0, 80},
+} rend_t;
+#define MAXREND 8
+static rend_t rend[MAXREND] = {
+    {"large", 2048, 2048, 1, 80},
+    {"medium", 512, 512, 0, 82},
+    {"thumb", 128, 128, 0, 80},
 };
-#define NREND (sizeof(rend) / sizeof(rend[0]))
+static size_t nrend = 3;
+
+/* -R: name=WxH/jpeg|webp/Q,... into rend[]; 0 or -1. */
+static int parse_renditions(const char *spec)
+{
+    char buf[1024], *save = NULL, *tok;
+    size_t n = 0;
+
+    if (strlen(spec) >= sizeof(buf))
+        return -1;
+    strcpy(buf, spec);
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char fmt[8];
+        rend_t *r = &rend[n];
+        if (n == MAXREND ||
+            sscanf(tok, "%31[^=]=%dx%d/%7[a-z]/%d", r->name, &r->w, &r->h, fmt, &r->q) != 5 ||
+            r->w < 1 || r->h < 1 || (strcmp(fmt, "jpeg") && strcmp(fmt, "webp")))
+            return -1;
+        r->webp = !strcmp(fmt, "webp");
+        n++;
+    }
+    if (!n)
+        return -1;
+    nrend = n;
+    return 0;
+}
 
 static input_t *inputs;
 static int ninputs, repeat = 1;
@@ -87,11 +119,11 @@ static int process(const input_t *in, int first_pass)
     VipsImage *base = NULL, *mem = NULL;
     int rc = -1;
 
-    if (vips_thumbnail_buffer(in->buf, in->len, &base, rend[0].box, "height", rend[0].box, "size",
+    if (vips_thumbnail_buffer(in->buf, in->len, &base, rend[0].w, "height", rend[0].h, "size",
                               VIPS_SIZE_DOWN, NULL) ||
         !(mem = vips_image_copy_memory(base)))
         goto done;
-    for (size_t r = 0; r < NREND; r++) {
+    for (size_t r = 0; r < nrend; r++) {
         VipsImage *im = NULL;
         void *out = NULL;
         size_t len = 0;
@@ -100,7 +132,7 @@ static int process(const input_t *in, int first_pass)
         if (r == 0) {
             im = mem;
             g_object_ref(im);
-        } else if (vips_thumbnail_image(mem, &im, rend[r].box, "height", rend[r].box, "size",
+        } else if (vips_thumbnail_image(mem, &im, rend[r].w, "height", rend[r].h, "size",
                                         VIPS_SIZE_DOWN, NULL)) {
             goto done;
         }
@@ -160,7 +192,7 @@ int main(int argc, char **argv)
 
     if (VIPS_INIT(argv[0]))
         vips_error_exit("libvips start-up");
-    while ((opt = getopt(argc, argv, "t:r:o:")) != -1) {
+    while ((opt = getopt(argc, argv, "t:r:o:R:")) != -1) {
         switch (opt) {
         case 't':
             threads = atoi(optarg);
@@ -171,13 +203,22 @@ int main(int argc, char **argv)
         case 'o':
             outdir = optarg;
             break;
+        case 'R':
+            if (parse_renditions(optarg)) {
+                fprintf(stderr, "limit: -R %s: expected name=WxH/jpeg|webp/QUALITY,...\n", optarg);
+                return 2;
+            }
+            break;
         default:
-            fprintf(stderr, "usage: %s [-t THREADS] [-r REPEAT] [-o OUTDIR] FILE...\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-t THREADS] [-r REPEAT] [-o OUTDIR] [-R RENDITIONS] FILE...\n",
+                    argv[0]);
             return 2;
         }
     }
     if (optind >= argc || threads < 1 || repeat < 1) {
-        fprintf(stderr, "usage: %s [-t THREADS] [-r REPEAT] [-o OUTDIR] FILE...\n", argv[0]);
+        fprintf(stderr, "usage: %s [-t THREADS] [-r REPEAT] [-o OUTDIR] [-R RENDITIONS] FILE...\n",
+                argv[0]);
         return 2;
     }
     /* As imgsink: no operation cache, one libvips thread per image. */

@@ -5,7 +5,11 @@
 // threads do (set UV_THREADPOOL_SIZE=THREADS too, so the lanes really run
 // side by side).
 //
-//   node bench/sharp.js [-t THREADS] [-r REPEAT] [-m source|cascade] FILE...
+//   node bench/sharp.js [-t THREADS] [-r REPEAT] [-m source|cascade] [-R RENDITIONS] FILE...
+//
+// -R takes another rendition set in imgsink's `renditions` syntax
+// (name=WxH/jpeg|webp/QUALITY,...; the small-image workload's), the first
+// (largest) being the one the cascade decodes into.
 //
 // Modes: "source" makes each rendition from the source buffer (shrink-on-load
 // every time: how sharp is usually used); "cascade" decodes once into the
@@ -15,11 +19,22 @@
 const fs = require('fs');
 const sharp = require('sharp');
 
-const RENDITIONS = [
-  { name: 'large', box: 2048, format: 'webp', quality: 80 },
-  { name: 'medium', box: 512, format: 'jpeg', quality: 82 },
-  { name: 'thumb', box: 128, format: 'jpeg', quality: 80 },
+let RENDITIONS = [
+  { name: 'large', w: 2048, h: 2048, format: 'webp', quality: 80 },
+  { name: 'medium', w: 512, h: 512, format: 'jpeg', quality: 82 },
+  { name: 'thumb', w: 128, h: 128, format: 'jpeg', quality: 80 },
 ];
+
+// name=WxH/jpeg|webp/Q,... (imgsink's syntax); null if malformed.
+function parseRenditions(spec) {
+  const out = [];
+  for (const r of spec.split(',')) {
+    const m = /^([^=]+)=(\d+)x(\d+)\/(jpeg|webp)\/(\d+)$/.exec(r);
+    if (!m) return null;
+    out.push({ name: m[1], w: +m[2], h: +m[3], format: m[4], quality: +m[5] });
+  }
+  return out.length ? out : null;
+}
 
 function args(argv) {
   const o = { threads: 2, repeat: 1, mode: 'source', files: [] };
@@ -27,13 +42,15 @@ function args(argv) {
     if (argv[i] === '-t') o.threads = parseInt(argv[++i], 10);
     else if (argv[i] === '-r') o.repeat = parseInt(argv[++i], 10);
     else if (argv[i] === '-m') o.mode = argv[++i];
+    else if (argv[i] === '-R') o.renditions = parseRenditions(argv[++i] || '');
     else o.files.push(argv[i]);
   }
   if (!o.files.length || !(o.threads >= 1) || !(o.repeat >= 1) ||
-      !['source', 'cascade'].includes(o.mode)) {
-    console.error('usage: sharp.js [-t THREADS] [-r REPEAT] [-m source|cascade] FILE...');
+      !['source', 'cascade'].includes(o.mode) || o.renditions === null) {
+    console.error('usage: sharp.js [-t THREADS] [-r REPEAT] [-m source|cascade] [-R RENDITIONS] FILE...');
     process.exit(2);
   }
+  if (o.renditions) RENDITIONS = o.renditions;
   return o;
 }
 
@@ -41,7 +58,7 @@ function args(argv) {
 // (as imgsink's optimize_coding), WebP at the default effort; sharp writes
 // no metadata unless asked to.
 function encode(pipe, r) {
-  pipe = pipe.resize(r.box, r.box, { fit: 'inside', withoutEnlargement: true });
+  pipe = pipe.resize(r.w, r.h, { fit: 'inside', withoutEnlargement: true });
   return r.format === 'webp'
     ? pipe.webp({ quality: r.quality }).toBuffer()
     : pipe.jpeg({ quality: r.quality, optimiseCoding: true }).toBuffer();
@@ -57,7 +74,7 @@ async function cascade(buf) {
   const big = RENDITIONS[0];
   const { data, info } = await sharp(buf)
     .rotate()
-    .resize(big.box, big.box, { fit: 'inside', withoutEnlargement: true })
+    .resize(big.w, big.h, { fit: 'inside', withoutEnlargement: true })
     .raw()
     .toBuffer({ resolveWithObject: true });
   const raw = { raw: { width: info.width, height: info.height, channels: info.channels } };
