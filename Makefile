@@ -183,6 +183,12 @@ $(BUILD)/bench/lagwatch: bench/lagwatch.c
 	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell pkg-config --cflags rdkafka) -o $@ $< \
 		$(shell pkg-config --libs rdkafka)
 
+$(BUILD)/bench/pace: bench/pace.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell pkg-config --cflags rdkafka) -o $@ $< \
+		$(shell pkg-config --libs rdkafka)
+
 # `make VIPS=sharp-libvips BUILD=build/vips818 build build-tests`: imgsink, its
 # tests, plugins and bench/limit linked against the libvips 8.18 of npm's
 # @img/sharp-libvips-linux-x64 (one shared library with its own GLib; headers
