@@ -163,12 +163,14 @@ test-faults: deps
 # what it needs (bench/deps.sh: sharp from npm into the cache, Debian's
 # ImageMagick, gnuplot), builds, runs bench/run.sh (about 15 minutes) and
 # writes bench/results.md, bench/throughput.png and bench/rss.png.
+# BENCH_WORKLOADS=small runs only the small-image workload (a few minutes;
+# its own section of bench/results.md); default: standard and small.
 .PHONY: bench
-BENCH_TOOLS = $(BUILD)/bench/limit $(BUILD)/bench/lagwatch
+BENCH_TOOLS = $(BUILD)/bench/limit $(BUILD)/bench/lagwatch $(BUILD)/bench/pace
 bench: deps
 	bash bench/deps.sh $(if $(filter sharp-libvips,$(VIPS)),--sharp-libvips)
 	$(MAKE) --no-print-directory build $(BENCH_TOOLS)
-	BUILD=$(BUILD) bash bench/run.sh
+	BUILD=$(BUILD) BENCH_WORKLOADS="$(BENCH_WORKLOADS)" bash bench/run.sh
 
 VIPS_CFLAGS = $(shell pkg-config --cflags vips)
 VIPS_LIBS   = $(shell pkg-config --libs vips)

@@ -9,6 +9,7 @@ the data files the gnuplot scripts plot.
   bench.py latency --log WORKER.log --stamps STAMPS.txt     (prints JSON)
   bench.py rss     --samples RSS.tsv --lag LAG.jsonl --passes N --per-pass M (prints JSON)
   bench.py report  --dir OUT --md bench/results.md
+  bench.py small-report --dir OUT --md bench/results.md --command CMD
 """
 import argparse
 import datetime as dt
@@ -86,6 +87,8 @@ def cmd_e2e(a):
     if not assigned or not lag or lag[-1]["committed"] != lag[-1]["end"]:
         sys.exit("bench.py e2e: no assignment in the logs or lag never reached 0")
     t0, t1 = min(assigned), lag[-1]["t"]
+    if a.stamps:  # records produced after the assignment: from the first one
+        t0 = min(read_stamps(a.stamps).values())
     last_put = max(epoch(l["time"]) for l in written) if written else t1
     proc = sorted(l["processing_ms"] for l in written)
     n = lag[-1]["end"]
@@ -113,6 +116,8 @@ def cmd_e2e(a):
     started = [l for l in lines if "max_inflight" in l and str(l.get("msg", "")).endswith("started")]
     if started:
         obj["max_inflight"] = started[0]["max_inflight"]
+    if a.stamps:
+        obj.update(backlog_stats(written, a.stamps, a.partitions, t0, n, t1 - t0))
     m = prom_sums(a.metrics)
     if m:
         obj["put_s"] = round(m.get("imgsink_put_duration_seconds_sum", 0), 2)
@@ -123,6 +128,58 @@ def cmd_e2e(a):
         obj["config"] += ", worker.max.inflight={} (default)".format(obj["max_inflight"])
     append(a.out, obj)
     print(json.dumps(obj))
+
+
+def read_stamps(path):
+    """{(partition, offset): produce time in s} from kcat -f '%p %o %T'."""
+    stamps = {}
+    with open(path) as f:
+        for line in f:
+            p, o, t = line.split()
+            stamps[(int(p), int(o))] = int(t) / 1e3
+    return stamps
+
+
+def backlog_stats(written, stamps_path, nparts, t0, n, seconds):
+    """The small workload's backlog run, all records in the topic before the
+    worker starts. Share: each partition's part of the records written while
+    every partition still had records to write (up to the first partition's
+    last write), against an equal share; max deviation in %. Latency: write
+    time minus the later of the record's timestamp and the first assignment
+    (the time the worker could first have fetched it), against
+    (backlog / throughput) x 1.5 (the backlog being all n records)."""
+    stamps = read_stamps(stamps_path)
+    seen, ws = set(), []
+    for l in sorted(written, key=lambda l: epoch(l["time"])):
+        key = (l["partition"], l["offset"])
+        if key in seen:  # written again after a rebalance: the first counts
+            continue
+        seen.add(key)
+        ws.append((epoch(l["time"]), key))
+    last = {}
+    for t, (p, _) in ws:
+        last[p] = t
+    out = {}
+    if len(last) == nparts:
+        t_end = min(last.values())
+        counts = [0] * nparts
+        for t, (p, _) in ws:
+            if t <= t_end:
+                counts[p] += 1
+        fair = sum(counts) / nparts
+        out["share_counts"] = counts
+        out["share_max_dev_pct"] = round(100 * max(abs(c - fair) for c in counts) / fair, 1)
+        out["share_window_s"] = round(t_end - t0, 3)
+    else:
+        out["share_counts"] = None
+        out["share_max_dev_pct"] = None  # some partition never written: not fair
+    lat = [(t - max(stamps[k], t0)) * 1e3 for t, k in ws if k in stamps]
+    if lat:
+        out["backlog_p50_ms"] = round(pct(lat, 50))
+        out["backlog_p99_ms"] = round(pct(lat, 99))
+        out["backlog_max_ms"] = round(max(lat))
+        out["backlog_p99_bound_ms"] = round(1.5 * 1e3 * seconds)  # n / (n / seconds) x 1.5
+    return out
 
 
 def pct(values, p):
@@ -410,8 +467,180 @@ def cmd_report(a):
     if os.path.exists(notes):
         md.append("")
         md.append(open(notes).read().strip())
+    # The small workload's section of an earlier run stays (its own command).
+    small = small_section(a.md)
+    if small:
+        md.append("")
+        md.append(small)
     with open(a.md, "w") as f:
         f.write("\n".join(md) + "\n")
+
+
+# --- the small-image workload's section of results.md -------------------------
+
+SMALL_BEGIN = "<!-- small-workload: written by bench/run.sh --small (bench.py small-report) -->"
+SMALL_END = "<!-- /small-workload -->"
+SMALL_LABELS = {
+    "imgsink-small": "imgsink end to end, 1 worker",
+    "imgsink-small-2w": "imgsink end to end, 2 workers x 1 thread",
+    "limit-small": "limit (libvips in process, C)",
+    "sharp-small": "sharp, decode once + cascade",
+}
+
+
+def small_section(path):
+    """The marked small-workload section of PATH, or None."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return None
+    i, j = text.find(SMALL_BEGIN), text.find(SMALL_END)
+    return text[i:j + len(SMALL_END)] if 0 <= i < j else None
+
+
+def cmd_small_report(a):
+    runs = [json.loads(l) for l in open(os.path.join(a.dir, "small-runs.jsonl")) if l.strip()]
+    meta = json.load(open(os.path.join(a.dir, "meta.json")))
+    sm = json.load(open(os.path.join(a.dir, "small-meta.json")))
+    lat_path = os.path.join(a.dir, "small-latency.json")
+    lat = json.load(open(lat_path)) if os.path.exists(lat_path) else None
+    by = {}
+    for r in runs:
+        by.setdefault(r["contender"], []).append(r)
+    tput = {c: med(rs, "images_per_s") for c, rs in by.items()}
+
+    def busy(r):
+        if not r.get("job_busy_s"):
+            return None
+        return 100 * r["job_busy_s"] / (r["workers"] * r["threads"] * r["seconds"])
+
+    shared = (float(sm["load_before"].split()[0]) > 0.5 or
+              float(sm["load_after"].split()[0]) > 0.5)
+    md = [SMALL_BEGIN, "## Small-image workload ({})\n".format(sm["date"][:10])]
+    md.append("Per-record overhead dominates here. Written by `{}` on {}; raw data: "
+              "`{}/small-*`.\n".format(a.command, sm["date"], os.path.relpath(a.dir)))
+    md.append("- machine: {} cores (`nproc`), {}, {} GiB memory, {}; load average before / "
+              "after: {} / {}".format(meta["nproc"], meta["cpu"], meta["mem_gib"],
+                                      meta["kernel"], sm["load_before"], sm["load_after"]))
+    if shared:
+        md.append("- **The machine was shared** with other engineers' work (load average above "
+                  "0.5): one run of a few minutes, absolute numbers are noisy; contenders were "
+                  "interleaved round by round and medians are reported.")
+    md.append("- versions: imgsink {}; {}; sharp {}; Kafka {}; librdkafka {}".format(
+        meta["imgsink"], meta["libvips"], meta["sharp"], meta["kafka"], meta["librdkafka"]))
+    md.append("- images: {} distinct 400x300 JPEGs (q85) cut from the corpus (each photograph "
+              "to 800x600, cover, then its four quadrants; bench/small.sh), {} times over: {} "
+              "records per run; renditions `{}`.".format(
+                  sm["images"], sm["repeat"], sm["records"], sm["renditions"]))
+    md.append("- imgsink: a fresh {}-partition topic per run; once the worker(s) hold all its "
+              "partitions the records are copied into it round-robin by `bench/pace` (record i "
+              "on partition i mod {}, so every partition gets the same backlog; pace writes "
+              "them many times faster than the workers drain them); {} rounds, order rotated "
+              "each round; medians over the rounds.".format(
+                  sm["partitions"], sm["partitions"], sm["runs"]))
+    md.append("")
+    md.append("| contender | config | runs | images/s (median) | min – max | CPU s / image "
+              "| job threads busy | max partition share deviation | latency with backlog p50 "
+              "/ p99 ms | p99 bound ms |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    for c in SMALL_LABELS:
+        rs = by.get(c)
+        if not rs:
+            continue
+        ips = [r["images_per_s"] for r in rs]
+        b = medv([busy(r) for r in rs])
+        dev = [r.get("share_max_dev_pct") for r in rs] if "workers" in rs[0] else []
+        md.append("| {} | {} | {} | {} | {} – {} | {} | {} | {} | {} | {} |".format(
+            SMALL_LABELS[c], rs[0].get("config", ""), len(rs), fmt(statistics.median(ips), ".1f"),
+            fmt(min(ips), ".1f"), fmt(max(ips), ".1f"), fmt(med(rs, "cpu_s_per_image"), ".4f"),
+            fmt(b, ".0f") + (" %" if b is not None else ""),
+            ("worst {} %, median {} %".format(
+                "never written" if None in dev else fmt(max(dev), ".1f"),
+                fmt(medv(dev), ".1f")) if dev else "–"),
+            "{} / {}".format(fmt(med(rs, "backlog_p50_ms"), ".0f"),
+                             fmt(med(rs, "backlog_p99_ms"), ".0f")) if "workers" in rs[0] else "–",
+            fmt(med(rs, "backlog_p99_bound_ms"), ".0f")))
+    md.append("")
+    md.append("Job threads busy: the worker's `imgsink_processing_duration_seconds` sum (everything "
+              "for a record: pipeline and PUTs) over workers x threads x run time (the first "
+              "record's timestamp to the first read of committed = end offsets by "
+              "`bench/lagwatch`). "
+              "Partition share: the records written (the workers' \"record written\" debug "
+              "lines) while every partition still had records, i.e. up to the first partition's "
+              "last write, per partition against an equal share. Latency with backlog: the "
+              "worker's \"record written\" line minus the record's timestamp; bound: "
+              "(backlog ÷ throughput) x 1.5 = 1.5 x the run's time.")
+    md.append("")
+    md.append("Per run (imgsink): images/s, busy, partition share deviation, records per "
+              "partition in the share window:\n")
+    for c in ("imgsink-small", "imgsink-small-2w"):
+        for r in by.get(c, []):
+            md.append("- {} round {}: {:.1f} images/s, busy {}, share deviation {} % ({} "
+                      "records over {} s: {})".format(
+                          c, r["round"], r["images_per_s"],
+                          fmt(busy(r), ".0f") + (" %" if busy(r) is not None else ""),
+                          fmt(r.get("share_max_dev_pct"), ".1f"),
+                          sum(r["share_counts"]) if r.get("share_counts") else "–",
+                          fmt(r.get("share_window_s"), ".1f"),
+                          "/".join(str(x) for x in r["share_counts"]) if r.get("share_counts")
+                          else "–"))
+    md.append("")
+    if lat:
+        md.append("Latency at about 50 % load: {} records produced by `bench/pace` on a fixed "
+                  "schedule at {:.1f} records/s (half the 1-worker median; achieved {:.1f}), "
+                  "round-robin over the {} partitions, to one worker ({} threads) on an empty "
+                  "topic; produce timestamp to the worker's \"record written\" line: p50 "
+                  "**{} ms**, p99 **{} ms** (max {} ms).\n".format(
+                      lat["records"], lat["rate_per_s"], lat["achieved_rate_per_s"],
+                      sm["partitions"], sm["threads"], lat["p50_ms"], lat["p99_ms"],
+                      lat["max_ms"]))
+    rows = []
+    one = by.get("imgsink-small", [])
+    b1 = medv([busy(r) for r in one])
+    if b1 is not None:
+        rows.append(("job threads busy with a backlog, 1 worker (median)", "{:.0f} %".format(b1),
+                     ">= 90 %", b1 >= 90))
+    for c in ("imgsink-small", "imgsink-small-2w"):
+        devs = [r.get("share_max_dev_pct") for r in by.get(c, [])]
+        if devs:
+            worst = None if None in devs else max(devs)
+            rows.append(("every partition's share within ±50 % of fair, {} (worst run)".format(
+                SMALL_LABELS[c]), "never written" if worst is None else "{:.1f} %".format(worst),
+                "<= 50 %", worst is not None and worst <= 50))
+    p99, bound = med(one, "backlog_p99_ms"), med(one, "backlog_p99_bound_ms")
+    if p99 is not None and bound:
+        rows.append(("p99 latency with a backlog, 1 worker (medians)",
+                     "{:.0f} ms (bound {:.0f} ms)".format(p99, bound),
+                     "<= backlog ÷ throughput x 1.5", p99 <= bound))
+    for x, y, name in (("imgsink-small", "limit-small", "imgsink / limit"),
+                       ("imgsink-small", "sharp-small", "imgsink / sharp"),
+                       ("imgsink-small-2w", "imgsink-small", "2 workers x 1 thread / 1 worker")):
+        if tput.get(x) and tput.get(y):
+            rows.append((name + " (images/s, medians)", "{:.2f}".format(tput[x] / tput[y]), "",
+                         None))
+    md.append("| target (reported, not asserted) | value | wanted | |")
+    md.append("|---|---|---|---|")
+    for name, v, want, ok in rows:
+        md.append("| {} | {} | {} | {} |".format(
+            name, v, want, "–" if ok is None else ("met" if ok else "**missed**")))
+    md.append("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes-small.md")
+    if os.path.exists(notes):
+        md.append(open(notes).read().strip())
+        md.append("")
+    md.append(SMALL_END)
+    section = "\n".join(md)
+    try:
+        text = open(a.md).read()
+    except OSError:
+        text = "# imgsink benchmark results\n"
+    old = small_section(a.md)
+    if old:
+        text = text.replace(old, section)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    with open(a.md, "w") as f:
+        f.write(text)
 
 
 def main():
@@ -427,6 +656,8 @@ def main():
     p.add_argument("--mpix", type=float, required=True)
     p.add_argument("--set", action="append")
     p.add_argument("--metrics", action="append")
+    p.add_argument("--stamps")
+    p.add_argument("--partitions", type=int, default=6)
     p.add_argument("logs", nargs="+")
     p = sub.add_parser("latency")
     p.add_argument("--log", required=True)
@@ -440,9 +671,13 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--md", required=True)
     p.add_argument("--tag", default="")
+    p = sub.add_parser("small-report")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--md", required=True)
+    p.add_argument("--command", required=True)
     a = ap.parse_args()
     {"record": cmd_record, "e2e": cmd_e2e, "latency": cmd_latency, "rss": cmd_rss,
-     "report": cmd_report}[a.cmd](a)
+     "report": cmd_report, "small-report": cmd_small_report}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@
 # and bench/rss.png. bench/method.md says what is measured and how.
 #
 #   bench/run.sh                 # what `make bench` runs after building
+#   bench/run.sh --small         # only the small-image workload (bench/small.sh)
 #
+# Environment: BENCH_WORKLOADS (default "standard small"; `make bench
+# BENCH_WORKLOADS=small` is the same as --small); bench/small.sh lists its own.
 # Environment: BENCH_RUNS (rounds, default 3), BENCH_PASSES (corpus passes per
 # run, default 2), BENCH_THREADS (default nproc), BENCH_RSS_REPEAT (default
 # 10), BENCH_NODE_DIR (sharp's install dir, default $IMGSINK_CACHE/bench-node),
@@ -21,6 +24,19 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+WORKLOADS=${BENCH_WORKLOADS:-standard small}
+SMALL_COMMAND="make bench BENCH_WORKLOADS=small"
+if [[ ${1:-} == --small ]]; then
+	WORKLOADS=small
+	SMALL_COMMAND="bash bench/run.sh --small"
+elif (($#)); then
+	echo "usage: bench/run.sh [--small]" >&2
+	exit 2
+fi
+for w in $WORKLOADS; do
+	[[ $w == standard || $w == small ]] || { echo "BENCH_WORKLOADS: $w: expected standard and/or small" >&2; exit 2; }
+done
+want() { [[ " $WORKLOADS " == *" $1 "* ]]; }
 export IMGSINK_STACK_DIR=${IMGSINK_STACK_DIR:-$ROOT/${BUILD:-build}/bench/stack}
 # shellcheck source=SCRIPTDIR/../test/stack/common.sh
 . test/stack/common.sh
@@ -45,7 +61,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # something else earlier on PATH.
 MAGICK=$(command -v convert-im6.q16 || true)
 [[ -n $MAGICK ]] || die "ImageMagick (Debian's imagemagick package) not installed: run make bench"
-for f in "$IMGSINK" "$BIN/limit" "$BIN/lagwatch" "$NODE_DIR/node_modules/sharp/package.json"; do
+for f in "$IMGSINK" "$BIN/limit" "$BIN/lagwatch" "$BIN/pace" "$NODE_DIR/node_modules/sharp/package.json"; do
 	[[ -e $f ]] || die "$f missing: run make bench"
 done
 BASE_BIN=''
@@ -344,6 +360,14 @@ run_contender() { # ROUND CONTENDER
 	log "bench: round $1 $2: $(tail -n 1 "$RESULTS" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print("%.2f images/s, %.2f s" % (r["images_per_s"], r["seconds"]))') (took $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s)"
 }
 
+# --- small-image workload only (--small) -----------------------------------------------------
+# shellcheck source=SCRIPTDIR/small.sh
+. bench/small.sh
+if ! want standard; then
+	run_small
+	exit 0
+fi
+
 # --- rounds --------------------------------------------------------------------------------
 CONTENDERS=(limit limit-1t imgsink imgsink-1x1 imgsink-2x1 imgsink-q imgsink-1x1q imgsink-2x1q sharp-source sharp-cascade magick magick-hint)
 if [[ -n ${BENCH_CONTENDERS:-} ]]; then read -r -a CONTENDERS <<<"$BENCH_CONTENDERS"; fi
@@ -447,3 +471,5 @@ TAG=${BENCH_TAG:-}
 gnuplot -e "dat='$OUT/throughput.dat'; out='bench/throughput$TAG.png'" bench/throughput.gp
 gnuplot -e "rss='$OUT/rss.dat'; committed='$OUT/committed.dat'; out='bench/rss$TAG.png'; repeat=$RSS_REPEAT" bench/rss.gp
 log "bench: wrote bench/results$TAG.md, bench/throughput$TAG.png, bench/rss$TAG.png"
+
+if want small; then run_small; fi
