@@ -25,7 +25,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 WORKLOADS=${BENCH_WORKLOADS:-standard small}
-SMALL_COMMAND="make bench BENCH_WORKLOADS=small"
+SMALL_COMMAND="make bench BENCH_WORKLOADS=\"$WORKLOADS\""
 if [[ ${1:-} == --small ]]; then
 	WORKLOADS=small
 	SMALL_COMMAND="bash bench/run.sh --small"
