@@ -159,20 +159,34 @@ def backlog_stats(written, stamps_path, nparts, t0, n, seconds):
     last = {}
     for t, (p, _) in ws:
         last[p] = t
+    first = {}
+    for t, (p, _) in ws:
+        first.setdefault(p, t)
     out = {}
-    if len(last) == nparts:
-        t_end = min(last.values())
+
+    def share(t_start, t_end):
         counts = [0] * nparts
         for t, (p, _) in ws:
-            if t <= t_end:
+            if t_start <= t <= t_end:
                 counts[p] += 1
         fair = sum(counts) / nparts
-        out["share_counts"] = counts
-        out["share_max_dev_pct"] = round(100 * max(abs(c - fair) for c in counts) / fair, 1)
+        return counts, round(100 * max(abs(c - fair) for c in counts) / fair, 1) if fair else None
+
+    if len(last) == nparts:
+        # From the first write, and from the moment every partition had its
+        # first write: at the start the dispatcher (work-conserving) fills the
+        # in-flight slots from whichever partitions' records came in the first
+        # fetches; once all are being served the share is the dispatch's.
+        t_end = min(last.values())
+        out["share_counts"], out["share_max_dev_pct"] = share(t0, t_end)
         out["share_window_s"] = round(t_end - t0, 3)
+        t_all = max(first.values())
+        out["steady_share_counts"], out["steady_share_max_dev_pct"] = share(t_all, t_end)
+        out["steady_share_start_s"] = round(t_all - t0, 3)
     else:
         out["share_counts"] = None
         out["share_max_dev_pct"] = None  # some partition never written: not fair
+        out["steady_share_max_dev_pct"] = None
     lat = [(t - max(stamps[k], t0)) * 1e3 for t, k in ws if k in stamps]
     if lat:
         out["backlog_p50_ms"] = round(pct(lat, 50))
@@ -550,13 +564,16 @@ def cmd_small_report(a):
         ips = [r["images_per_s"] for r in rs]
         b = medv([busy(r) for r in rs])
         dev = [r.get("share_max_dev_pct") for r in rs] if "workers" in rs[0] else []
+        sdev = [r.get("steady_share_max_dev_pct") for r in rs] if "workers" in rs[0] else []
         md.append("| {} | {} | {} | {} | {} – {} | {} | {} | {} | {} | {} |".format(
             SMALL_LABELS[c], rs[0].get("config", ""), len(rs), fmt(statistics.median(ips), ".1f"),
             fmt(min(ips), ".1f"), fmt(max(ips), ".1f"), fmt(med(rs, "cpu_s_per_image"), ".4f"),
             fmt(b, ".0f") + (" %" if b is not None else ""),
-            ("worst {} %, median {} %".format(
-                "never written" if None in dev else fmt(max(dev), ".1f"),
-                fmt(medv(dev), ".1f")) if dev else "–"),
+            ("from the first record: worst {} %, median {} %; once every partition was "
+             "served: worst {} %, median {} %".format(
+                 "never written" if None in dev else fmt(max(dev), ".1f"), fmt(medv(dev), ".1f"),
+                 "never written" if None in sdev else fmt(max(sdev), ".1f"),
+                 fmt(medv(sdev), ".1f")) if dev else "–"),
             "{} / {}".format(fmt(med(rs, "backlog_p50_ms"), ".0f"),
                              fmt(med(rs, "backlog_p99_ms"), ".0f")) if "workers" in rs[0] else "–",
             fmt(med(rs, "backlog_p99_bound_ms"), ".0f")))
@@ -567,23 +584,30 @@ def cmd_small_report(a):
               "`bench/lagwatch`). "
               "Partition share: the records written (the workers' \"record written\" debug "
               "lines) while every partition still had records, i.e. up to the first partition's "
-              "last write, per partition against an equal share. Latency with backlog: the "
+              "last write, per partition against an equal share; counted from the first record "
+              "written, and from the moment every partition had had its first write (at the "
+              "start the dispatcher fills its in-flight slots from whichever partitions came in "
+              "the first fetch responses). Latency with backlog: the "
               "worker's \"record written\" line minus the record's timestamp; bound: "
               "(backlog ÷ throughput) x 1.5 = 1.5 x the run's time.")
     md.append("")
-    md.append("Per run (imgsink): images/s, busy, partition share deviation, records per "
-              "partition in the share window:\n")
+    md.append("Per run (imgsink): images/s, busy, partition share deviation and records per "
+              "partition (partitions 0 to 11) from the first record, then once every partition "
+              "was served:\n")
     for c in ("imgsink-small", "imgsink-small-2w"):
         for r in by.get(c, []):
-            md.append("- {} round {}: {:.1f} images/s, busy {}, share deviation {} % ({} "
-                      "records over {} s: {})".format(
+            md.append("- {} round {}: {:.1f} images/s, busy {}; share deviation {} % ({} "
+                      "records in {} s: {}); once all were served (from {} s) {} % ({})".format(
                           c, r["round"], r["images_per_s"],
                           fmt(busy(r), ".0f") + (" %" if busy(r) is not None else ""),
                           fmt(r.get("share_max_dev_pct"), ".1f"),
                           sum(r["share_counts"]) if r.get("share_counts") else "–",
                           fmt(r.get("share_window_s"), ".1f"),
                           "/".join(str(x) for x in r["share_counts"]) if r.get("share_counts")
-                          else "–"))
+                          else "–", fmt(r.get("steady_share_start_s"), ".2f"),
+                          fmt(r.get("steady_share_max_dev_pct"), ".1f"),
+                          "/".join(str(x) for x in r["steady_share_counts"])
+                          if r.get("steady_share_counts") else "–"))
     md.append("")
     if lat:
         md.append("Latency at about 50 % load: {} records produced by `bench/pace` on a fixed "
@@ -601,12 +625,15 @@ def cmd_small_report(a):
         rows.append(("job threads busy with a backlog, 1 worker (median)", "{:.0f} %".format(b1),
                      ">= 90 %", b1 >= 90))
     for c in ("imgsink-small", "imgsink-small-2w"):
-        devs = [r.get("share_max_dev_pct") for r in by.get(c, [])]
-        if devs:
-            worst = None if None in devs else max(devs)
-            rows.append(("every partition's share within ±50 % of fair, {} (worst run)".format(
-                SMALL_LABELS[c]), "never written" if worst is None else "{:.1f} %".format(worst),
-                "<= 50 %", worst is not None and worst <= 50))
+        for key, when in (("share_max_dev_pct", "from the first record"),
+                          ("steady_share_max_dev_pct", "once every partition was served")):
+            devs = [r.get(key) for r in by.get(c, [])]
+            if devs:
+                worst = None if None in devs else max(devs)
+                rows.append(("every partition's share within ±50 % of fair, {}, {} (worst "
+                             "run)".format(SMALL_LABELS[c], when),
+                             "never written" if worst is None else "{:.1f} %".format(worst),
+                             "<= 50 %", worst is not None and worst <= 50))
     p99, bound = med(one, "backlog_p99_ms"), med(one, "backlog_p99_bound_ms")
     if p99 is not None and bound:
         rows.append(("p99 latency with a backlog, 1 worker (medians)",
