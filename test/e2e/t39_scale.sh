@@ -3,7 +3,8 @@
 # topic of 12 partitions with a backlog of small images (and a trickle of new
 # records all along), one worker added per step up to 6, then removed one per
 # step with SIGTERM, newest first as a ReplicaSet does, one removal sent
-# while the previous worker is still draining.
+# while the previous worker is still draining (a burst of records comes just
+# before it, so that worker has records in flight however fast the machine).
 #
 # Checked with clients that are not imgsink's, and from the workers' logs:
 #   - nothing lost: every record in the topic (kcat) has its objects in the
@@ -21,12 +22,13 @@
 . "$(dirname "$0")/lib.sh"
 
 PARTS=12
-PER_PART=250  # backlog produced before the first worker starts: lasts into the scale-in
+PER_PART=200  # backlog produced before the first worker starts: lasts into the scale-in
 MAX_WORKERS=6 # KEDA's maxReplicaCount (at most the partition count)
 STEP_S=10     # each step lasts this long, then the lag is read
 LAG_THRESHOLD=100
 TRICKLE_N=12 # records produced every TRICKLE_EVERY seconds during the steps
 TRICKLE_EVERY=3
+BURST_PER_PART=25 # records per partition produced just before the overlapping removals
 uploaded=1767225600000
 RENDITIONS="medium=320x240/jpeg/82,thumb=128x128/jpeg/80"
 
@@ -118,6 +120,13 @@ total_lag() {
         sed -n 's/^total lag: \([0-9]*\) records.*/\1/p'
 }
 
+# inflight_at_least ADDR N: the worker serving /metrics at ADDR has N
+# records in flight or more.
+# shellcheck disable=SC2317 # called through wait_until
+inflight_at_least() {
+    scrape_metrics "$1" 2>/dev/null && [ "$(metric imgsink_inflight_records | cut -d. -f1)" -ge "$2" ] 2>/dev/null
+}
+
 declare -A PID RC
 live=()
 add_worker() {
@@ -169,13 +178,19 @@ for k in $(seq 1 $MAX_WORKERS); do
     step "+w$k" "$b"
 done
 
-# --- scale in: newest first; w4 gets SIGTERM while w5 still drains ----------
+# --- scale in: newest first; w4 gets SIGTERM while w5 still drains a burst --
 b=$(now_ms)
 stop_worker w6
 step "-w6" "$b"
 reap w6
 
+# A burst first, so w5 has records in flight to drain however fast the
+# machine went through the backlog (with none, it exits in milliseconds).
 b=$(now_ms)
+nb=$(produce s $((PARTS * BURST_PER_PART)))
+addr5=$(http_address w5)
+wait_until 30 inflight_at_least "$addr5" 8 ||
+    note "w5 did not reach 8 records in flight within 30 s after a burst of ${nb:-0}"
 stop_worker w5
 wait_until 20 has_line w5 '"msg":"stopping: finishing records in flight"'
 w5_draining=no
