@@ -81,7 +81,7 @@ while :; do
     committed=$(awk -v t="$topic" '$2 == t && $4 ~ /^[0-9]+$/ { s += $4 } END { print s + 0 }' <<<"$desc")
     parts=$(awk -v t="$topic" '$2 == t && $4 == $5 { n++ } END { print n + 0 }' <<<"$desc")
     el=$((SECONDS - t0))
-    rate=$(awk -v c="$committed" -v e="$el" 'BEGIN { printf "%.1f", e > 0 ? c / e : 0 }')
+    rate=$(awk -v c="$committed" -v e="$el" 'BEGIN { printf "%.1f", (e > 0 ? c / e : 0) }')
     printf '\r  %d/%d records committed, %s records/s, %ds   ' "$committed" "$total" "$rate" "$el"
     if [ "$parts" -eq 6 ] && [ "$committed" -eq "$total" ]; then break; fi
     if [ "$el" -gt 900 ]; then
