@@ -22,7 +22,7 @@ APT_PACKAGES=(
 	librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
 	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang libclang-rt-14-dev gdb
-	xz-utils binutils libimage-exiftool-perl prometheus
+	xz-utils binutils libimage-exiftool-perl prometheus python3-venv
 )
 
 mkdir -p "$IMGSINK_CACHE" "$IMGSINK_BIN"
@@ -152,3 +152,19 @@ go_tool mc "$MC_MODULE" "$MC_VERSION"
 # black holes on the path to the store.
 go_tool toxiproxy-server "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/server"
 go_tool toxiproxy-cli "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/cli"
+
+# Python tools of the tests, pinned in scripts/requirements-test.txt, in a
+# venv of Debian's python3 under the cache (never the system's site-packages).
+# Rebuilt when the requirements change.
+req="$REPO_ROOT/scripts/requirements-test.txt"
+req_sum=$(sha256sum "$req" | cut -d' ' -f1)
+if [[ -f $IMGSINK_VENV/.stamp && "$(<"$IMGSINK_VENV/.stamp")" == "$req_sum" ]]; then
+	echo "python test tools: present ($IMGSINK_VENV)"
+else
+	[[ -x $IMGSINK_VENV/bin/python ]] || /usr/bin/python3 -m venv "$IMGSINK_VENV"
+	piplog="$IMGSINK_CACHE/pip.log"
+	"$IMGSINK_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >"$piplog" 2>&1 ||
+		{ tail -n 40 "$piplog" >&2; die "pip install -r $req failed (log: $piplog)"; }
+	echo "$req_sum" >"$IMGSINK_VENV/.stamp"
+	echo "python test tools: installed ($(grep -cE '^[A-Za-z]' "$req") pinned packages)"
+fi

@@ -24,6 +24,9 @@ TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2
 TOXIPROXY_VERSION=v2.12.0
 
 IMGSINK_BIN="$IMGSINK_CACHE/bin"
+# Python tools of the tests (scripts/requirements-test.txt), in a venv built
+# by deps.sh with Debian's python3: "$IMGSINK_VENV/bin/NAME".
+IMGSINK_VENV="$IMGSINK_CACHE/venv"
 KAFKA_HOME="$IMGSINK_CACHE/kafka-$KAFKA_VERSION"
 MINIO_BIN="$IMGSINK_BIN/minio"
 MC_BIN="$IMGSINK_BIN/mc"
