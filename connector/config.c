@@ -133,7 +133,8 @@ static const is_ckey_t keys[] = {
      "Retries per second the budget always allows, so retries go on while nothing succeeds; "
      "up to ten seconds of it may be saved for a burst."},
     {"shutdown.timeout.ms", T_INT, O(shutdown_timeout_ms), "30000", 0, 3600000, NULL, 0,
-     "On SIGTERM/SIGINT: time allowed to finish the records in flight and commit; what is not "
+     "On SIGTERM/SIGINT: time allowed to finish the records being processed and commit; records "
+     "not started yet are left, uncommitted, for the partitions' next owner, and what is not "
      "finished by then stays uncommitted and is processed again later."},
     {"rebalance.drain.timeout.ms", T_INT, O(rebalance_drain_timeout_ms), "20000", 0, 3600000, NULL,
      0,

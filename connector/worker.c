@@ -31,6 +31,13 @@
 #include "stats.h"
 #include "worker_int.h"
 
+/* How long after an assignment dispatch waits at most for every
+ * partition's first fetch (a record, or the end-of-partition event) before
+ * a busy partition may run past its share. They come within a few hundred
+ * milliseconds; this bounds the wait when one does not (a broker away, or
+ * enable.partition.eof turned off by the operator). */
+#define WARM_UP_S 5.0
+
 static size_t max_inflight(const is_worker_t *w)
 {
     /* Divided by the assigned partitions, it is each one's share (see
@@ -103,15 +110,16 @@ static int in_list(const rd_kafka_topic_partition_list_t *parts, const char *top
     return parts && rd_kafka_topic_partition_list_find(parts, topic, p) != NULL;
 }
 
-/* Removes queued (not yet running) jobs of the given partitions. They stay
- * undone in the tracker, so no offset passes them. Caller holds w->lock. */
+/* Removes queued (not yet running) jobs of the given partitions, or of
+ * every partition when parts is NULL. They stay undone in the tracker, so
+ * no offset passes them. Caller holds w->lock. */
 static size_t drop_queued(is_worker_t *w, const rd_kafka_topic_partition_list_t *parts)
 {
     size_t dropped = 0;
     is_job_t **pp = &w->qhead, *prev = NULL;
     while (*pp) {
         is_job_t *job = *pp;
-        if (in_list(parts, rd_kafka_topic_name(job->rkm->rkt), job->rkm->partition)) {
+        if (!parts || in_list(parts, rd_kafka_topic_name(job->rkm->rkt), job->rkm->partition)) {
             *pp = job->next;
             is_job_unref(w, job);
             w->inflight--;
@@ -202,6 +210,16 @@ static int part_add(is_worker_t *w, rd_kafka_t *rk, const char *topic, int32_t p
     p->partition = partition;
     p->q = q;
     p->stored = -1;
+    p->fetched = 0;
+    /* The warm-up counts from the latest assignment, for every partition. */
+    for (int k = 0; k < w->nparts; k++)
+        w->parts[k].taken = 0;
+    /* The first fetch responses may hold some partitions' records only
+     * (a broker fills a response partition by partition up to
+     * fetch.max.bytes, and each partition's start offset is looked up
+     * first); without a warm-up, those would take the whole record bound
+     * before the others' records arrive. */
+    w->warm_until = is_now_s() + WARM_UP_S;
     return 0;
 }
 
@@ -456,12 +474,26 @@ static void take(is_worker_t *w, rd_kafka_message_t *rkm)
     dispatch(w, rkm);
 }
 
+/* 1 while some assigned partition has yet to deliver its first record and
+ * the warm-up has not run out. Poll thread. */
+static int warming_up(is_worker_t *w)
+{
+    int all = 1;
+    for (int k = 0; k < w->nparts; k++)
+        all &= w->parts[k].fetched;
+    return !all && is_now_s() < w->warm_until;
+}
+
 /* Fair dispatch: takes records from the partition queues in turn while
  * the bounds allow (records and bytes in flight, nobody waiting for pixel
  * budget). A partition is served first while it holds less than its share
  * of the record bound, max(1, bound / partitions); the share others leave
  * unused goes, in the same turn order, to partitions with records waiting,
- * so a lone busy partition still runs as deep as the bound. The turn
+ * so a lone busy partition still runs as deep as the bound. Not while
+ * warming_up: right after an assignment the others' records may be a fetch
+ * away, and a partition then takes no more than its share in all (small
+ * records finish fast: a cap on records in flight alone would let the
+ * first partition fetched run through dozens before the others start). The turn
  * starts after the partition served last, so no partition waits behind
  * another's backlog. Records past the bounds stay in librdkafka, which
  * stops fetching a partition whose queue is full. Poll thread. */
@@ -481,11 +513,11 @@ static void dispatch_round(is_worker_t *w)
             return;
         size_t share = bound / (size_t)w->nparts;
         share = share < 1 ? 1 : share;
-        int pick = -1;
-        for (int pass = 0; pass < 2 && pick < 0; pass++)
+        int pick = -1, warm = warming_up(w);
+        for (int pass = 0; pass < (warm ? 1 : 2) && pick < 0; pass++)
             for (int k = 0; k < w->nparts && pick < 0; k++) {
                 is_part_t *p = &w->parts[(w->next + k) % w->nparts];
-                if (!rd_kafka_queue_length(p->q))
+                if (!rd_kafka_queue_length(p->q) || (warm && p->taken >= (int64_t)share))
                     continue;
                 if (pass == 0 && is_offsets_pending(w->offsets, p->topic, p->partition) >= share)
                     continue;
@@ -494,9 +526,14 @@ static void dispatch_round(is_worker_t *w)
         if (pick < 0)
             return;
         w->next = (pick + 1) % w->nparts;
+        /* A queue's length counts ops, not only records: the first ones
+         * after an assignment are librdkafka's own, and return nothing. */
         rd_kafka_message_t *rkm = rd_kafka_consume_queue(w->parts[pick].q, 0);
-        if (rkm)
+        if (rkm) {
+            w->parts[pick].fetched = 1;
+            w->parts[pick].taken += !rkm->err;
             take(w, rkm);
+        }
     }
 }
 
@@ -536,6 +573,10 @@ static rd_kafka_t *consumer_new(is_worker_t *w, char *errstr, size_t errstr_size
     /* The delivery protocol: these are not the operator's to change. */
     if (is_kafka_conf_set(conf, "enable.auto.commit", "true", errstr, errstr_size) ||
         is_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size))
+        goto fail;
+    /* A partition with nothing to fetch tells so (an event taken from its
+     * queue and dropped), which ends its part of the warm-up (warming_up). */
+    if (conf_default(w, conf, "enable.partition.eof", 1, errstr, errstr_size))
         goto fail;
     if (!is_config_kafka_get(w->cfg, "partition.assignment.strategy") &&
         is_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
@@ -614,18 +655,25 @@ fail:
     return NULL;
 }
 
-/* Shutdown: no more fetching; wait for everything in flight within
- * shutdown.timeout.ms, then make retry loops give up, store, commit and
- * leave. Poll thread. */
+/* Shutdown: no more fetching; jobs not yet started are dropped, as at a
+ * revoke (the next owner fetches them again from the committed offset:
+ * finishing them here would only make a scale-in wait, up to the record
+ * bound's worth of work, while the partitions stay unowned); wait for the
+ * running ones within shutdown.timeout.ms, then make retry loops give up,
+ * store, commit and leave. Poll thread. */
 static void drain_all(is_worker_t *w)
 {
     double deadline = is_now_s() + w->cfg->shutdown_timeout_ms / 1e3;
 
     pthread_mutex_lock(&w->lock);
+    size_t dropped = drop_queued(w, NULL);
     size_t inflight = w->inflight;
     pthread_mutex_unlock(&w->lock);
-    IS_INFO("worker", json_pack("{s:I}", "inflight", (json_int_t)inflight),
-            "stopping: finishing records in flight");
+    IS_INFO(
+        "worker",
+        json_pack("{s:I, s:I}", "inflight", (json_int_t)inflight, "dropped", (json_int_t)dropped),
+        "stopping: finishing the records being processed; records not started are left "
+        "for the partitions' next owner");
     pthread_mutex_lock(&w->lock);
     while (w->inflight > 0) {
         pthread_mutex_unlock(&w->lock);

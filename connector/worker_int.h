@@ -51,6 +51,8 @@ typedef struct is_part {
     int32_t partition;
     rd_kafka_queue_t *q; /* its fetch queue, not forwarded; owned here */
     int64_t stored;      /* last offset stored for it, -1 if none: logged when a commit fails */
+    int fetched;         /* a record (or error) was taken from its queue since it was assigned */
+    int64_t taken;       /* records dispatched since it was assigned */
 } is_part_t;
 
 typedef struct is_job {
@@ -121,6 +123,10 @@ typedef struct is_worker {
      * only). next: where the next dispatch round starts. */
     struct is_part *parts;
     int nparts, capparts, next;
+    /* Until then (is_now_s), or until every assigned partition has had a
+     * record fetched, the share a partition leaves unused is not handed
+     * out: see dispatch_round. */
+    double warm_until;
     int64_t inflight_bytes; /* under w->lock: rkm->len of jobs not yet freed */
 
     /* Built at start-up from the configuration, read-only after: what a

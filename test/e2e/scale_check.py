@@ -79,7 +79,7 @@ for path in sorted(glob.glob(os.path.join(d, "w*.log"))):
             n_lost += 1
         elif re.fullmatch(r"imgsink \S+ started", msg):
             started.setdefault(w, t)
-        elif msg.startswith("stopping: finishing records in flight"):
+        elif msg.startswith("stopping: finishing"):
             stopping.setdefault(w, t)
 writes.sort()
 

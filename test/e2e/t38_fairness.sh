@@ -76,14 +76,21 @@ check "the worker drains the backlog: committed = end on all $PARTS partitions" 
 note "drained $end records in about $((SECONDS - t0)) s (informational, not asserted)"
 
 written "$TMP/w1.log" >"$TMP/w1.written"
-python3 - "$TMP/w1.written" "$WINDOW" "$PARTS" <<'EOF'
+first_share() {
+    python3 - "$TMP/w1.written" "$WINDOW" "$PARTS" <<'EOF'
 import collections, sys
 recs = [tuple(map(int, l.split())) for l in open(sys.argv[1])]
 window, parts = int(sys.argv[2]), int(sys.argv[3])
 first = collections.Counter(p for p, _ in recs[:window])
 print("# first %d records written, per partition: %s" % (
     window, " ".join("p%d=%d" % (p, first[p]) for p in range(parts))))
+fair = window / parts
+sys.exit(0 if all(abs(first[p] - fair) <= fair / 2 for p in range(parts)) else 1)
 EOF
+}
+# From the very first record: no partition runs ahead while the others'
+# first fetches are still on their way (the warm-up in dispatch_round).
+check "the first $WINDOW records written: every partition's share within 50 % of fair" first_share
 # fair FILE: for every window of WINDOW consecutive writes, a partition
 # that has writes after the window has one inside it (it had records
 # waiting, and was served).
