@@ -55,4 +55,14 @@ int is_check_lifecycle_classes(const char *xml, size_t len, const char *prefix, 
 int is_check_lifecycle_startup(const is_config_t *cfg, is_s3_t *s3, char *errstr,
                                size_t errstr_size);
 
+/* Whether the worker may write under s3.prefix with its tags and s3.sse,
+ * without writing: is_s3_probe_put with the tags of the first retention
+ * class, and without them when that is refused, to tell a missing
+ * s3:PutObjectTagging from a missing s3:PutObject. 0 allowed (detail says
+ * so, or names the probe object a store that ignores checksums kept); -1
+ * refused, detail naming the permission, KMS key or policy to fix; 1 the
+ * store could not say (unreachable). Both `imgsink check` and the start-up
+ * check of `imgsink run` use it. */
+int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size_t detail_size);
+
 #endif
