@@ -497,10 +497,14 @@ int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size
                      cfg->s3_bucket, prefix, why);
             return -1;
         }
+        int plain = cfg->s3_endpoint && !strncasecmp(cfg->s3_endpoint, "http://", 7);
         snprintf(detail, detail_size,
                  "missing permission s3:PutObject on %s/%s* (or a bucket policy refuses these "
-                 "PUTs, e.g. without TLS or without s3.sse): %s",
-                 cfg->s3_bucket, prefix, why);
+                 "PUTs, e.g. without TLS or without s3.sse)%s: %s",
+                 cfg->s3_bucket, prefix,
+                 plain ? "; s3.endpoint is plain http://, which the policies of deploy/ refuse"
+                       : "",
+                 why);
         return -1;
     }
     snprintf(detail, detail_size, "%s", why);
