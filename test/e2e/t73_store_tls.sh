@@ -11,7 +11,8 @@
 #   mc stat shows every object encrypted as configured, offsets reach the end.
 # - An unknown KMS key id is named by `imgsink check` (404 kms:KeyNotFound)
 #   and stops the worker at start-up, without retrying or committing.
-# - No log line or check output holds the secret key or the KMS key material.
+# - No log line (one worker at log.level=debug) or check output holds the
+#   secret key, the KMS key material or the TLS private key.
 . "$(dirname "$0")/lib.sh"
 
 MT=$TMP/mtls
@@ -166,7 +167,7 @@ sse_run() {
     [ "${PIPESTATUS[0]}" -eq 0 ] || N_FAIL=$((N_FAIL + 1))
 }
 sse_run sse-s3 AES256 "" "s3.tls.ca.file=$MTLS_CERTS/ca.crt"
-sse_run sse-kms aws:kms "$MTLS_KMS_KEY" "s3.tls.ca.file=$MTLS_CERTS/ca.crt"
+sse_run sse-kms aws:kms "$MTLS_KMS_KEY" "s3.tls.ca.file=$MTLS_CERTS/ca.crt" log.level=debug
 # The store's default key; and no verification at all, which must be loud.
 sse_run sse-kms-default aws:kms "" "s3.tls.verify=false"
 check "s3.tls.verify=false: the worker warns INSECURE at start-up" \
