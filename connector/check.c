@@ -1,6 +1,15 @@
 /*
  * check.c - `imgsink check`. See check.h.
  *
+ * Permissions are probed without writing (is_check_store_write): a PUT
+ * whose x-amz-checksum-sha256 is wrong is refused by the store only after
+ * the signature, the IAM and bucket policies and the KMS key were checked
+ * (tried with the pinned MinIO: an unknown key id answers 404
+ * kms:KeyNotFound, a denied PUT 403 AccessDenied, else 400
+ * XAmzContentChecksumMismatch). MinIO does not ask for s3:PutObjectTagging
+ * when the tags come in the PUT; AWS does, so the tag-less retry tells the
+ * two permissions apart there.
+ *
  * The bucket is probed with GET ?lifecycle, which answers both questions at
  * once: NoSuchBucket means the bucket is missing, NoSuchLifecycleConfiguration
  * means it exists without rules, and a document means both exist. The
@@ -696,8 +705,11 @@ static void usage(FILE *fp)
                 "answers; for every class N of retention.classes a lifecycle rule expires the\n"
                 "objects imgsink writes (tag retention=Nd, under s3.prefix) after N days and\n"
                 "their noncurrent versions within N days; a rule without a tag filter removes\n"
-                "expired object delete markers. One line per check: ok or FAIL and why.\n"
-                "Changes nothing.\n"
+                "expired object delete markers; the worker may PUT under s3.prefix with its\n"
+                "tags and s3.sse (a PUT with a wrong checksum, which the store refuses after\n"
+                "checking permissions and the KMS key: nothing is written) and GET under each\n"
+                "claimcheck.allowed prefix. One line per check: ok or FAIL and why, naming a\n"
+                "missing permission, KMS key or TLS problem. Changes nothing.\n"
                 "\n"
                 "  -b, --brokers LIST   bootstrap servers (else kafka.bootstrap.servers)\n"
                 "\n"

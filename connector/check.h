@@ -6,7 +6,9 @@
  * topic exist with every partition led; the bucket answers; and lifecycle
  * rules expire the objects imgsink writes (tag retention=Nd for each class N
  * of retention.classes, under s3.prefix), their noncurrent versions, and
- * expired delete markers. Nothing is created or changed.
+ * expired delete markers; the identity may PUT under s3.prefix with the
+ * tags and s3.sse (is_check_store_write) and GET under the claim-check
+ * prefixes. Nothing is created or changed.
  */
 #ifndef IS_CHECK_H
 #define IS_CHECK_H
