@@ -102,8 +102,8 @@ lp_conf() { # lp_conf FILE GROUP TOPIC [key=value...]
     } >"$file"
 }
 as_worker() { IMGSINK_S3_ACCESS_KEY=$WK IMGSINK_S3_SECRET_KEY=$WS "$@"; }
-lp_worker() { # lp_worker NAME CONF
-    as_worker "$IMGSINK" run -c "$2" >>"$TMP/$1.log" 2>&1 &
+lp_worker() { # lp_worker NAME CONF (not through as_worker: $! must be imgsink's PID)
+    IMGSINK_S3_ACCESS_KEY=$WK IMGSINK_S3_SECRET_KEY=$WS "$IMGSINK" run -c "$2" >>"$TMP/$1.log" 2>&1 &
     WORKER_PIDS+=($!)
     LAST_PID=$!
 }
@@ -182,6 +182,7 @@ check "check: 'missing permission s3:GetObject on raw/other/{tenant}/*'" \
 lp_conf "$TMP/other.conf" "$(unique_name g-lp)" "$topic" s3.prefix=other/
 lp_worker w2 "$TMP/other.conf"
 check "worker with s3.prefix=other/ exits at start-up" wait_for 120 exited "$LAST_PID"
+kill -TERM "$LAST_PID" 2>/dev/null # only if it did not exit: the test must not hang
 wait "$LAST_PID"
 rc=$?
 check "... non-zero ($rc): 'missing permission s3:PutObject on imgsink/other/*'" \
@@ -199,6 +200,7 @@ check "worker 3: first record committed (offset 1)" wait_for 240 committed_equal
 tmc admin policy detach tls imgsink-worker --user "$WK" >/dev/null || notok "detach the worker policy"
 kcat -P -b "$KAFKA_BOOTSTRAP" -t "$topic3" -p 0 -k inline-1 "$TMP/recs/inline-1.bin" || notok "produce"
 check "worker 3 stops after the refused PUT" wait_for 240 exited "$LAST_PID"
+kill -TERM "$LAST_PID" 2>/dev/null
 wait "$LAST_PID"
 rc=$?
 check "... non-zero ($rc) with 'store configuration error' naming s3:PutObject" \
