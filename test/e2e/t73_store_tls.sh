@@ -16,9 +16,10 @@
 . "$(dirname "$0")/lib.sh"
 
 MT=$TMP/mtls
-WRONG_PID=''
+WRONG_PID='' FAKE_PID=''
 t73_cleanup() {
     [ -n "$WRONG_PID" ] && kill "$WRONG_PID" 2>/dev/null
+    [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null
     bash "$ROOT/test/stack/minio_tls.sh" stop "$MT" >/dev/null 2>&1
     e2e_cleanup
 }
@@ -118,6 +119,40 @@ wait_for 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$wport" 2>/dev/null || notok "wr
 tls_check wronghost "$TMP/ca.conf" -X "s3.endpoint=https://127.0.0.1:$wport"
 check "another host name: 'not for the host name of s3.endpoint'" \
     out_has wronghost "TLS: the store's certificate is not for the host name of s3.endpoint"
+
+# A store that does not verify x-amz-checksum-sha256 keeps the probe: check
+# must say so, naming the object, rather than claim nothing was written. Its
+# lifecycle answer is a hostile document (control characters, a huge code).
+read -r fport < <(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 - "$fport" >"$TMP/fake-store.log" 2>&1 <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body=b""):
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.reply(200)
+    def do_GET(self):
+        if "lifecycle" in self.path:
+            self.reply(404, b"<Error><Code>NoSuchLifecycleConfiguration\x1b[31m" + b"A" * 5000 +
+                       b"</Code><Message>\x07\r\nfake</Message></Error>")
+        else:
+            self.reply(404, b"<Error><Code>NoSuchKey</Code><Message>none</Message></Error>")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+FAKE_PID=$!
+wait_for 60 bash -c "exec 3<>/dev/tcp/127.0.0.1/$fport" 2>/dev/null || notok "fake store up"
+tls_check fake "$TMP/ca.conf" -X "s3.endpoint=http://127.0.0.1:$fport" -X "s3.tls.ca.file="
+check "a store that ignores checksums: check names the probe object it kept" \
+    out_has fake "the store does not verify x-amz-checksum-sha256: the probe object"
+check "... and its hostile error document prints no control character" \
+    bash -c "! grep -qP '[\\x00-\\x08\\x0b-\\x1f\\x7f]' '$TMP/fake.out'"
+kill "$FAKE_PID" 2>/dev/null
 
 # The worker refuses to start with a CA that does not sign the store's certificate.
 tls_conf "$TMP/badca.conf" "$(unique_name g-tls)" "$(unique_name t73)" \
