@@ -498,12 +498,14 @@ int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size
         return 1;
     }
     if (strstr(why, "AccessDenied")) {
+        /* The store's answer only: the permission is named here. */
+        const char *answer = strstr(why, "HTTP 403") ? strstr(why, "HTTP 403") : why;
         /* Without the tags: is it s3:PutObjectTagging that is missing? */
         if (is_s3_probe_put(s3, key, NULL, &stored, why2, sizeof(why2)) == IS_S3_OK) {
             snprintf(detail, detail_size,
                      "missing permission s3:PutObjectTagging on %s/%s*: every object is written "
                      "with its tags (x-amz-tagging) in the PUT: %s",
-                     cfg->s3_bucket, prefix, why);
+                     cfg->s3_bucket, prefix, answer);
             return -1;
         }
         int plain = cfg->s3_endpoint && !strncasecmp(cfg->s3_endpoint, "http://", 7);
@@ -513,7 +515,7 @@ int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size
                  cfg->s3_bucket, prefix,
                  plain ? "; s3.endpoint is plain http://, which the policies of deploy/ refuse"
                        : "",
-                 why);
+                 answer);
         return -1;
     }
     snprintf(detail, detail_size, "%s", why);
