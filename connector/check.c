@@ -1,6 +1,15 @@
 /*
  * check.c - `imgsink check`. See check.h.
  *
+ * Permissions are probed without writing (is_check_store_write): a PUT
+ * whose x-amz-checksum-sha256 is wrong is refused by the store only after
+ * the signature, the IAM and bucket policies and the KMS key were checked
+ * (tried with the pinned MinIO: an unknown key id answers 404
+ * kms:KeyNotFound, a denied PUT 403 AccessDenied, else 400
+ * XAmzContentChecksumMismatch). MinIO does not ask for s3:PutObjectTagging
+ * when the tags come in the PUT; AWS does, so the tag-less retry tells the
+ * two permissions apart there.
+ *
  * The bucket is probed with GET ?lifecycle, which answers both questions at
  * once: NoSuchBucket means the bucket is missing, NoSuchLifecycleConfiguration
  * means it exists without rules, and a document means both exist. The
@@ -458,6 +467,104 @@ static void check_rules(check_run_t *run, const is_config_t *cfg, const char *xm
                cfg->s3_bucket);
 }
 
+int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size_t detail_size)
+{
+    char key[1200], tags[128], why[1024], why2[1024];
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays, stored = 0;
+    const char *prefix = cfg->s3_prefix ? cfg->s3_prefix : "";
+
+    if (is_keys_retention_classes(cfg->retention_classes, days, &ndays, why, sizeof(why)) ||
+        is_keys_tagging(days[0], "stream", tags, sizeof(tags))) {
+        snprintf(detail, detail_size, "retention.classes=%s: %s", cfg->retention_classes, why);
+        return -1;
+    }
+    snprintf(key, sizeof(key), "%simgsink-write-probe", prefix);
+    is_s3_result_t r = is_s3_probe_put(s3, key, tags, &stored, why, sizeof(why));
+    if (r == IS_S3_OK) {
+        if (stored)
+            snprintf(detail, detail_size,
+                     "PUT allowed under %s/%s, but the store does not verify "
+                     "x-amz-checksum-sha256: the probe object %s/%s was stored (tagged %s)",
+                     cfg->s3_bucket, prefix, cfg->s3_bucket, key, tags);
+        else
+            snprintf(detail, detail_size,
+                     "PUT with tags (%s) and s3.sse=%s allowed under %s/%s (probe refused by "
+                     "its wrong checksum: nothing written)",
+                     tags, cfg->s3_sse, cfg->s3_bucket, prefix);
+        return 0;
+    }
+    if (r == IS_S3_TRANSIENT) {
+        snprintf(detail, detail_size, "cannot tell whether PUTs are allowed: %s", why);
+        return 1;
+    }
+    if (strstr(why, "AccessDenied")) {
+        /* The store's answer only: the permission is named here. */
+        const char *answer = strstr(why, "HTTP 403") ? strstr(why, "HTTP 403") : why;
+        /* Without the tags: is it s3:PutObjectTagging that is missing? */
+        if (is_s3_probe_put(s3, key, NULL, &stored, why2, sizeof(why2)) == IS_S3_OK) {
+            snprintf(detail, detail_size,
+                     "missing permission s3:PutObjectTagging on %s/%s*: every object is written "
+                     "with its tags (x-amz-tagging) in the PUT: %s",
+                     cfg->s3_bucket, prefix, answer);
+            return -1;
+        }
+        int plain = cfg->s3_endpoint && !strncasecmp(cfg->s3_endpoint, "http://", 7);
+        snprintf(detail, detail_size,
+                 "missing permission s3:PutObject on %s/%s* (or a bucket policy refuses these "
+                 "PUTs, e.g. without TLS or without s3.sse)%s: %s",
+                 cfg->s3_bucket, prefix,
+                 plain ? "; s3.endpoint is plain http://, which the policies of deploy/ refuse"
+                       : "",
+                 answer);
+        return -1;
+    }
+    snprintf(detail, detail_size, "%s", why);
+    return -1;
+}
+
+/* GETs a key that does not exist under each claimcheck.allowed prefix
+ * ({tenant} as "imgsink-check"): NoSuchKey means s3:GetObject is allowed
+ * there. AWS answers AccessDenied for a missing key to an identity without
+ * s3:ListBucket, so AccessDenied names both permissions. */
+static void check_claimcheck_read(check_run_t *run, const is_config_t *cfg, is_s3_t *s3)
+{
+    char *spec = strdup(cfg->claimcheck_allowed ? cfg->claimcheck_allowed : ""), *save = NULL;
+    char why[1024], key[1200];
+
+    for (char *e = spec ? strtok_r(spec, ", ", &save) : NULL; e; e = strtok_r(NULL, ", ", &save)) {
+        char *slash = strchr(e, '/'), prefix[1024] = "";
+        if (!slash)
+            continue;
+        *slash = '\0';
+        /* {tenant} -> imgsink-check */
+        for (const char *p = slash + 1; *p;) {
+            size_t used = strlen(prefix);
+            if (!strncmp(p, "{tenant}", 8)) {
+                snprintf(prefix + used, sizeof(prefix) - used, "imgsink-check");
+                p += 8;
+            } else {
+                snprintf(prefix + used, sizeof(prefix) - used, "%c", *p++);
+            }
+        }
+        snprintf(key, sizeof(key), "%simgsink-read-probe", prefix);
+        void *body = NULL;
+        size_t len = 0;
+        is_s3_result_t r = is_s3_get(s3, e, key, NULL, -1, 1024, &body, &len, why, sizeof(why));
+        free(body);
+        long st = is_s3_last_status(s3);
+        if (r == IS_S3_OK || st == 404)
+            report(run, 1, "read", "s3:GetObject allowed on %s/%s* (claim checks)", e, slash + 1);
+        else if (strstr(why, "AccessDenied"))
+            report(run, 0, "read",
+                   "missing permission s3:GetObject on %s/%s* (claimcheck.allowed; AWS also "
+                   "answers AccessDenied for a missing key without s3:ListBucket): %s",
+                   e, slash + 1, why);
+        else
+            report(run, 0, "read", "%s/%s*: %s", e, slash + 1, why);
+    }
+    free(spec);
+}
+
 static void check_store(check_run_t *run, const is_config_t *cfg)
 {
     char errstr[1024], *xml = NULL;
@@ -470,7 +577,11 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
                         .session_token = cfg->s3_session_token,
                         .path_style = cfg->s3_path_style,
                         .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
-                        .timeout_ms = (long)cfg->s3_timeout_ms};
+                        .timeout_ms = (long)cfg->s3_timeout_ms,
+                        .sse = cfg->s3_sse && strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                        .tls_ca_file = cfg->s3_tls_ca_file,
+                        .tls_insecure = !cfg->s3_tls_verify};
     is_s3_t *s3 = NULL;
 
     if (!cfg->s3_bucket || !*cfg->s3_bucket) {
@@ -493,11 +604,23 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
                cfg->s3_bucket, ep, errstr);
     else
         report(run, 0, "bucket", "%s at %s: %s: %s", cfg->s3_bucket, ep,
-               r == IS_S3_TRANSIENT ? "unreachable" : "error", errstr);
+               strstr(errstr, ": TLS") ? "TLS refused"
+               : r == IS_S3_TRANSIENT  ? "unreachable"
+                                       : "error",
+               errstr);
 
     if (r == IS_S3_OK || strstr(errstr, "NoSuchLifecycleConfiguration"))
         check_rules(run, cfg, r == IS_S3_OK ? xml : NULL);
     free(xml);
+    if (!cfg->s3_tls_verify)
+        report(run, 1, "tls",
+               "INSECURE: s3.tls.verify=false: the store's certificate and host name are not "
+               "verified");
+    if (r != IS_S3_TRANSIENT || !strstr(errstr, "TLS")) {
+        int w = is_check_store_write(cfg, s3, errstr, sizeof(errstr));
+        report(run, w == 0, "write", "%s", errstr);
+        check_claimcheck_read(run, cfg, s3);
+    }
     is_s3_destroy(s3);
 }
 
@@ -584,8 +707,11 @@ static void usage(FILE *fp)
                 "answers; for every class N of retention.classes a lifecycle rule expires the\n"
                 "objects imgsink writes (tag retention=Nd, under s3.prefix) after N days and\n"
                 "their noncurrent versions within N days; a rule without a tag filter removes\n"
-                "expired object delete markers. One line per check: ok or FAIL and why.\n"
-                "Changes nothing.\n"
+                "expired object delete markers; the worker may PUT under s3.prefix with its\n"
+                "tags and s3.sse (a PUT with a wrong checksum, which the store refuses after\n"
+                "checking permissions and the KMS key: nothing is written) and GET under each\n"
+                "claimcheck.allowed prefix. One line per check: ok or FAIL and why, naming a\n"
+                "missing permission, KMS key or TLS problem. Changes nothing.\n"
                 "\n"
                 "  -b, --brokers LIST   bootstrap servers (else kafka.bootstrap.servers)\n"
                 "\n"

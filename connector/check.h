@@ -6,7 +6,9 @@
  * topic exist with every partition led; the bucket answers; and lifecycle
  * rules expire the objects imgsink writes (tag retention=Nd for each class N
  * of retention.classes, under s3.prefix), their noncurrent versions, and
- * expired delete markers. Nothing is created or changed.
+ * expired delete markers; the identity may PUT under s3.prefix with the
+ * tags and s3.sse (is_check_store_write) and GET under the claim-check
+ * prefixes. Nothing is created or changed.
  */
 #ifndef IS_CHECK_H
 #define IS_CHECK_H
@@ -54,5 +56,15 @@ int is_check_lifecycle_classes(const char *xml, size_t len, const char *prefix, 
  * denied to the lifecycle configuration, unreachable: logged as warnings). */
 int is_check_lifecycle_startup(const is_config_t *cfg, is_s3_t *s3, char *errstr,
                                size_t errstr_size);
+
+/* Whether the worker may write under s3.prefix with its tags and s3.sse,
+ * without writing: is_s3_probe_put with the tags of the first retention
+ * class, and without them when that is refused, to tell a missing
+ * s3:PutObjectTagging from a missing s3:PutObject. 0 allowed (detail says
+ * so, or names the probe object a store that ignores checksums kept); -1
+ * refused, detail naming the permission, KMS key or policy to fix; 1 the
+ * store could not say (unreachable). Both `imgsink check` and the start-up
+ * check of `imgsink run` use it. */
+int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size_t detail_size);
 
 #endif

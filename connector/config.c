@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "claimcheck.h"
 #include "keys.h"
@@ -65,12 +66,21 @@ static const is_ckey_t keys[] = {
     {"s3.timeout.ms", T_INT, O(s3_timeout_ms), "60000", 1000, 3600000, NULL, 0,
      "Whole-request timeout; a timeout is a transient error and is retried."},
     {"s3.sse", T_ENUM, O(s3_sse), "none", 0, 0, "none,AES256,aws:kms", 0,
-     "Server-side encryption of every object."},
+     "Server-side encryption of every object the worker writes (renditions, metadata, dead-letter "
+     "values): AES256 (SSE-S3) or aws:kms (SSE-KMS). A key the store's KMS does not have stops "
+     "the worker (a configuration error, never retried); imgsink check finds it."},
     {"s3.sse.kms.key.id", T_STR, O(s3_sse_kms_key_id), "", 0, 0, NULL, 0,
      "KMS key id when s3.sse=aws:kms (empty: the bucket's default key)."},
     {"s3.if.none.match", T_BOOL, O(s3_if_none_match), "false", 0, 0, NULL, 0,
      "Create-only writes (If-None-Match: *): an existing key answers 412, which counts as "
      "already written. Off by default so a replay overwrites with identical bytes."},
+    {"s3.tls.ca.file", T_STR, O(s3_tls_ca_file), "", 0, 0, NULL, 0,
+     "PEM file of the CAs that may sign the store's certificate (https endpoints); empty "
+     "means the system's CAs. The host name of s3.endpoint must be in the certificate."},
+    {"s3.tls.verify", T_BOOL, O(s3_tls_verify), "true", 0, 0, NULL, 0,
+     "Verify the store's certificate and host name. false accepts any certificate (anyone on "
+     "the path can read and change the objects and credentials): for a test store only, and "
+     "the worker and check say so loudly at start-up."},
     {"limits.max.input.bytes", T_SIZE, O(limits_max_input_bytes), "50MiB", 1, INT64_C(1) << 31,
      NULL, 0, "Largest image payload accepted; larger ones go to the DLQ."},
     {"limits.max.pixels", T_INT, O(limits_max_pixels), "100000000", 1, INT64_C(1) << 40, NULL, 0,
@@ -680,6 +690,17 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size,
                  "s3.access.key: required, but not set (or set IMGSINK_S3_ACCESS_KEY and "
                  "IMGSINK_S3_SECRET_KEY)");
+        return -1;
+    }
+    if (*cfg->s3_sse_kms_key_id && strcmp(cfg->s3_sse, "aws:kms") != 0) {
+        snprintf(errstr, errstr_size,
+                 "s3.sse.kms.key.id=%s: expected only with s3.sse=aws:kms (s3.sse is %s)",
+                 cfg->s3_sse_kms_key_id, cfg->s3_sse);
+        return -1;
+    }
+    if (*cfg->s3_tls_ca_file && access(cfg->s3_tls_ca_file, R_OK) != 0) {
+        snprintf(errstr, errstr_size, "s3.tls.ca.file=%s: expected a readable PEM file of CAs: %s",
+                 cfg->s3_tls_ca_file, strerror(errno));
         return -1;
     }
     if (cfg->worker_stuck_timeout_ms && cfg->worker_stuck_timeout_ms <= cfg->limits_timeout_ms) {

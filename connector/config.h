@@ -58,6 +58,8 @@ typedef struct is_config {
     int64_t s3_connect_timeout_ms, s3_timeout_ms;
     char *s3_sse, *s3_sse_kms_key_id;
     int s3_if_none_match;
+    char *s3_tls_ca_file; /* "": the system's CAs */
+    int s3_tls_verify;
     /* limits and pipeline */
     int64_t limits_max_input_bytes, limits_max_pixels;
     char *limits_formats;

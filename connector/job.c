@@ -137,6 +137,17 @@ static int backoff(jctx_t *j, int attempt, is_metrics_counter_t what)
     return 0;
 }
 
+void is_worker_store_fatal(is_worker_t *w, const char *hint, const char *why)
+{
+    int expected = 0;
+    IS_ERR("s3", NULL, "store configuration error, stopping the worker: %s: %s", hint, why);
+    if (atomic_compare_exchange_strong(&w->store_fatal_claim, &expected, 1)) {
+        snprintf(w->store_fatal_why, sizeof(w->store_fatal_why), "%s: %s", hint, why);
+        atomic_store(&w->store_fatal, 1);
+    }
+    atomic_store(&w->abandon, 1); /* every retry loop gives up: nothing is committed for them */
+}
+
 /* PUTs one object, retrying transient failures. 0 written, 1 permanent
  * failure (errstr), -1 gave up. */
 static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, const char *ctype,
@@ -166,6 +177,14 @@ static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, c
             return 0;
         }
         is_metrics_inc(r == IS_S3_PERMANENT ? IS_M_PUT_PERMANENT : IS_M_PUT_TRANSIENT);
+        /* The same answer would come for every object: the worker stops
+         * (the record stays uncommitted) rather than sending every record
+         * to the DLQ or retrying forever. */
+        char hint[512];
+        if (r == IS_S3_PERMANENT && is_s3_config_error(j->s3, hint, sizeof(hint))) {
+            is_worker_store_fatal(j->w, hint, errstr);
+            return -1;
+        }
         if (r == IS_S3_PERMANENT)
             return 1;
         IS_WARN("s3", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
@@ -502,12 +521,13 @@ void *is_job_thread(void *arg)
     char errstr[512];
     jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919)};
 
-    is_s3_conf_t s3c = {cfg->s3_endpoint,      cfg->s3_region,
-                        cfg->s3_bucket,        cfg->s3_access_key,
-                        cfg->s3_secret_key,    cfg->s3_session_token,
-                        cfg->s3_path_style,    cfg->s3_connect_timeout_ms,
-                        cfg->s3_timeout_ms,    strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        cfg->s3_sse_kms_key_id};
+    is_s3_conf_t s3c = {cfg->s3_endpoint,       cfg->s3_region,
+                        cfg->s3_bucket,         cfg->s3_access_key,
+                        cfg->s3_secret_key,     cfg->s3_session_token,
+                        cfg->s3_path_style,     cfg->s3_connect_timeout_ms,
+                        cfg->s3_timeout_ms,     strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        cfg->s3_sse_kms_key_id, cfg->s3_tls_ca_file,
+                        !cfg->s3_tls_verify};
     if (!(j.s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {
         /* Validated at start-up by the poll thread: cannot happen later. */
         IS_ERR("job", NULL, "S3 client: %s", errstr);

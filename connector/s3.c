@@ -54,6 +54,11 @@ struct is_s3 {
     char *region, *bucket;
     char *access_key, *secret_key, *session_token; /* session_token NULL if none */
     char *sse, *sse_kms_key_id;                    /* NULL if none */
+    char *tls_ca_file;                             /* NULL: the system's CAs */
+    int tls_insecure;                              /* no certificate verification */
+    int last_curl_rc;                              /* CURLcode of the last request */
+    int last_method_put;                           /* the last request was a PUT */
+    int probe_wrong_checksum;                      /* is_s3_probe_put: send a wrong one */
     int path_style;
     long connect_timeout_ms, timeout_ms;
     long last_status;      /* HTTP status of the last request, 0 if none came */
@@ -198,6 +203,7 @@ void is_s3_destroy(is_s3_t *s3)
     free_secret(s3->session_token);
     free(s3->sse);
     free(s3->sse_kms_key_id);
+    free(s3->tls_ca_file);
     free(s3);
 }
 
@@ -287,6 +293,9 @@ is_s3_t *is_s3_new(const is_s3_conf_t *conf, char *errstr, size_t errstr_size)
         (conf->sse_kms_key_id && *conf->sse_kms_key_id && !s3->sse_kms_key_id))
         goto fail;
     s3->path_style = conf->path_style;
+    s3->tls_insecure = conf->tls_insecure;
+    if (conf->tls_ca_file && *conf->tls_ca_file && !(s3->tls_ca_file = strdup(conf->tls_ca_file)))
+        goto fail;
     s3->connect_timeout_ms = conf->connect_timeout_ms;
     s3->timeout_ms = conf->timeout_ms;
     if (!(s3->curl = curl_easy_init())) {
@@ -472,6 +481,31 @@ void is_s3_set_interrupt(is_s3_t *s3, atomic_int *flag)
     s3->interrupt = flag;
 }
 
+/* A TLS failure says which settings to look at: the certificate chain
+ * (s3.tls.ca.file) or the host name (s3.endpoint). */
+static int tls_failure(int rc)
+{
+    return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+           rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SSL_CERTPROBLEM;
+}
+
+static const char *tls_hint(const is_s3_t *s3, CURLcode rc)
+{
+    if (!tls_failure((int)rc))
+        return "";
+    if (rc == CURLE_SSL_CACERT_BADFILE)
+        return ": TLS: cannot use s3.tls.ca.file";
+    if (strstr(s3->curl_err, "host name") || strstr(s3->curl_err, "hostname") ||
+        strstr(s3->curl_err, "subject name"))
+        return ": TLS: the store's certificate is not for the host name of s3.endpoint";
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        return s3->tls_ca_file ? ": TLS: the store's certificate is not signed by a CA of "
+                                 "s3.tls.ca.file"
+                               : ": TLS: the store's certificate is not signed by a system CA "
+                                 "(set s3.tls.ca.file)";
+    return ": TLS handshake failed";
+}
+
 static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bucket,
                                  const char *key, const char *query, const char *payload_hash,
                                  const is_sigv4_header_t *extra, size_t extra_cnt, const void *body,
@@ -567,6 +601,11 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
      * path sent differs from the path signed (and names another object). */
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    /* Verification is curl's default; said again so a reset cannot lose it. */
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, s3->tls_insecure ? 0L : 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s3->tls_insecure ? 0L : 2L);
+    if (s3->tls_ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, s3->tls_ca_file);
     if (s3->connect_timeout_ms > 0)
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s3->connect_timeout_ms);
     if (s3->timeout_ms > 0)
@@ -593,6 +632,8 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
 
     s3->last_code[0] = '\0';
     CURLcode rc = curl_easy_perform(c);
+    s3->last_curl_rc = (int)rc;
+    s3->last_method_put = !strcmp(method, "PUT");
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     s3->last_status = rc == CURLE_OK ? status : 0;
     /* The handle still points at hl, up and resp, which end with this call;
@@ -620,8 +661,8 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         goto done;
     }
     if (rc != CURLE_OK && !resp->too_big) {
-        snprintf(errstr, errstr_size, "curl error %d: %s (%s)", (int)rc,
-                 s3->curl_err[0] ? s3->curl_err : curl_easy_strerror(rc), what);
+        snprintf(errstr, errstr_size, "curl error %d: %s%s (%s)", (int)rc,
+                 s3->curl_err[0] ? s3->curl_err : curl_easy_strerror(rc), tls_hint(s3, rc), what);
         ret = is_s3_classify(0, NULL, (int)rc);
         goto done;
     }
@@ -682,7 +723,9 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
                  "s3: control characters in content type or tagging (PUT %s/%s)", s3->bucket, key);
         goto done;
     }
-    if (is_sha256_hex(body, len, hex) == -1 || is_sha256_base64(body, len, b64) == -1) {
+    /* The probe's checksum is that of no bytes: wrong for its body. */
+    if (is_sha256_hex(body, len, hex) == -1 ||
+        is_sha256_base64(body, s3->probe_wrong_checksum ? 0 : len, b64) == -1) {
         snprintf(errstr, errstr_size, "s3: SHA-256 failed (PUT %s/%s)", s3->bucket, key);
         ret = IS_S3_TRANSIENT;
         goto done;
@@ -805,6 +848,12 @@ is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errst
      * exist, and a larger object answers OK with "object larger than". */
     is_s3_get(s3, NULL, key, NULL, -1, 64 * 1024, &body, &len, why, sizeof(why));
     free(body);
+    /* A certificate that does not verify will not verify on the next try
+     * either: the configuration (or the store's certificate) must change. */
+    if (tls_failure(s3->last_curl_rc) && s3->last_curl_rc != CURLE_SSL_CONNECT_ERROR) {
+        snprintf(errstr, errstr_size, "the store's TLS certificate is refused: %s", why);
+        return IS_S3_PERMANENT;
+    }
     for (size_t i = 0; i < sizeof(credential_codes) / sizeof(credential_codes[0]); i++)
         if (!strcmp(s3->last_code, credential_codes[i].code)) {
             snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
@@ -827,4 +876,67 @@ is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errst
 long is_s3_last_status(const is_s3_t *s3)
 {
     return s3 ? s3->last_status : 0;
+}
+
+/* <Code>s that only a change of configuration or permissions fixes, with
+ * the thing to change. AccessDenied counts for PUTs only: a GET of a claim
+ * check may be refused for one record's object. */
+static const struct {
+    const char *code, *hint;
+    int put_only;
+} config_codes[] = {
+    {"kms:KeyNotFound", "s3.sse.kms.key.id names a key the store's KMS does not have", 0},
+    {"KMS.NotFoundException", "s3.sse.kms.key.id names a key KMS does not have", 0},
+    {"KMS.DisabledException", "the KMS key of s3.sse.kms.key.id is disabled", 0},
+    {"KMS.KMSInvalidStateException", "the KMS key of s3.sse.kms.key.id is not usable", 0},
+    {"KMS.AccessDeniedException",
+     "the credentials may not use the KMS key (kms:GenerateDataKey on s3.sse.kms.key.id)", 0},
+    {"NotImplemented", "the store does not support s3.sse (no KMS configured?)", 0},
+    {"AccessDenied",
+     "the store refuses the PUT: the credentials need s3:PutObject (and s3:PutObjectTagging, for "
+     "the tags sent with it) under s3.prefix, or a bucket policy refuses it (unencrypted PUTs: "
+     "set s3.sse)",
+     1},
+};
+
+int is_s3_config_error(const is_s3_t *s3, char *hint, size_t hint_size)
+{
+    int put = s3->last_method_put;
+    for (size_t i = 0; i < sizeof(config_codes) / sizeof(config_codes[0]); i++)
+        if (!strcmp(s3->last_code, config_codes[i].code) && (put || !config_codes[i].put_only)) {
+            snprintf(hint, hint_size, "%s", config_codes[i].hint);
+            return 1;
+        }
+    return 0;
+}
+
+is_s3_result_t is_s3_probe_put(is_s3_t *s3, const char *key, const char *tagging, int *stored,
+                               char *errstr, size_t errstr_size)
+{
+    static const char body[] = "imgsink probe: never stored";
+    char why[1024], hint[512];
+
+    *stored = 0;
+    s3->probe_wrong_checksum = 1;
+    is_s3_result_t r = is_s3_put(s3, key, body, sizeof(body) - 1, "application/octet-stream",
+                                 tagging, 0, why, sizeof(why));
+    s3->probe_wrong_checksum = 0;
+    if (r == IS_S3_OK) {
+        *stored = 1; /* the store does not verify x-amz-checksum-sha256 */
+        if (errstr_size)
+            errstr[0] = '\0';
+        return IS_S3_OK;
+    }
+    if (!strcmp(s3->last_code, "XAmzContentChecksumMismatch") ||
+        !strcmp(s3->last_code, "BadDigest") || !strcmp(s3->last_code, "InvalidDigest")) {
+        if (errstr_size)
+            errstr[0] = '\0';
+        return IS_S3_OK;
+    }
+    if (is_s3_config_error(s3, hint, sizeof(hint))) {
+        snprintf(errstr, errstr_size, "%s: %s", hint, why);
+        return IS_S3_PERMANENT;
+    }
+    snprintf(errstr, errstr_size, "%s", why);
+    return r == IS_S3_PERMANENT ? IS_S3_PERMANENT : IS_S3_TRANSIENT;
 }

@@ -34,6 +34,8 @@ typedef struct is_s3_conf {
     long connect_timeout_ms, timeout_ms;
     const char *sse;            /* NULL/"" none, "AES256", "aws:kms", "aws:kms:dsse" */
     const char *sse_kms_key_id; /* with aws:kms, may be NULL */
+    const char *tls_ca_file;    /* PEM CAs for https; NULL/"": the system's CAs */
+    int tls_insecure;           /* 1: accept any certificate and host name (tests only) */
 } is_s3_conf_t;                 /* strings are copied by is_s3_new */
 
 typedef enum { IS_S3_OK = 0, IS_S3_TRANSIENT = 1, IS_S3_PERMANENT = 2 } is_s3_result_t;
@@ -86,6 +88,29 @@ is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_
  * could not say (down, 5xx, throttling). Never writes. */
 is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errstr,
                                        size_t errstr_size);
+
+/* Whether the last request failed for a reason that only a change of
+ * configuration or permissions fixes, the same for every object: the KMS
+ * key of s3.sse.kms.key.id does not exist (MinIO 404 kms:KeyNotFound, AWS
+ * KMS.NotFoundException) or is disabled, the store has no KMS for the SSE
+ * asked (501 NotImplemented), or a PUT was refused (403 AccessDenied: a
+ * missing s3:PutObject / s3:PutObjectTagging, or a bucket policy that
+ * refuses it). 1 with hint naming the key or permission to fix, else 0.
+ * A worker stops on such an error instead of sending every record to the
+ * DLQ or retrying forever. */
+int is_s3_config_error(const is_s3_t *s3, char *hint, size_t hint_size);
+
+/* A PUT that cannot store anything: key, content type, tags and the SSE
+ * headers of a real PUT, but an x-amz-checksum-sha256 that does not match
+ * the body, which S3 and MinIO verify before they store. The store checks
+ * the signature, the permissions (s3:PutObject, s3:PutObjectTagging for the
+ * tags, bucket policies) and the KMS key first, so the checksum error
+ * (400 XAmzContentChecksumMismatch / BadDigest) says all of them passed:
+ * OK. PERMANENT with errstr when is_s3_config_error says why; TRANSIENT
+ * when the store could not say. If the store stores the object anyway (it
+ * does not check checksums), OK and *stored = 1: the caller names the key. */
+is_s3_result_t is_s3_probe_put(is_s3_t *s3, const char *key, const char *tagging, int *stored,
+                               char *errstr, size_t errstr_size);
 
 /* HTTP status of this client's last request (0: none, or no response). */
 long is_s3_last_status(const is_s3_t *s3);

@@ -903,7 +903,14 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                         .timeout_ms =
                             (long)(cfg->s3_timeout_ms < 10000 ? cfg->s3_timeout_ms : 10000),
                         .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        .sse_kms_key_id = cfg->s3_sse_kms_key_id};
+                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                        .tls_ca_file = cfg->s3_tls_ca_file,
+                        .tls_insecure = !cfg->s3_tls_verify};
+    if (!cfg->s3_tls_verify)
+        IS_WARN("s3", json_pack("{s:s}", "s3.endpoint", cfg->s3_endpoint),
+                "INSECURE: s3.tls.verify=false: the store's TLS certificate and host name are NOT "
+                "verified; anyone on the path can read and change the objects and take the "
+                "credentials. Never use this outside a test store.");
     if (!(probe = is_s3_new(&s3c, errstr, errstr_size)))
         goto done;
     /* Then the store is asked whether it accepts the credentials: keys it
@@ -923,6 +930,21 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                     "start-up check: the store did not answer whether it accepts the "
                     "credentials (%s); records wait and are retried until it does",
                     why);
+    }
+    /* Then whether it takes this worker's PUTs (permissions, tags, the KMS
+     * key of s3.sse) with a PUT that cannot store (check.h): a missing key
+     * or permission would fail every record, so it stops start-up. */
+    {
+        char why[1024];
+        int rc = is_check_store_write(cfg, probe, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(errstr, errstr_size, "s3 start-up check: %s", why);
+            goto done;
+        }
+        if (rc > 0)
+            IS_WARN("s3", NULL, "start-up check: %s; records wait and are retried", why);
+        else
+            IS_INFO("s3", NULL, "start-up check: %s", why);
     }
     if (is_keys_retention_classes(cfg->retention_classes, w.retention_days, &w.nretention, errstr,
                                   errstr_size) ||
@@ -956,8 +978,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                       (json_int_t)max_inflight_bytes(cfg)),
             "imgsink %s started", IS_VERSION);
 
-    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.stuck_exit) &&
-           !atomic_load(&w.oom)) {
+    while (!*stop && !atomic_load(&w.fatal) && !atomic_load(&w.store_fatal) &&
+           !atomic_load(&w.stuck_exit) && !atomic_load(&w.oom)) {
         is_health_beat();
         if (is_now_s() - last_watch >= 1.0) {
             is_watchdog_check(&w);
@@ -984,6 +1006,13 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     rd_kafka_consumer_close(w.rk);          /* the revoke callback runs once more */
     for (int i = w.nparts - 1; i >= 0; i--) /* left only if close failed */
         part_remove(&w, w.parts[i].topic, w.parts[i].partition);
+    if (atomic_load(&w.store_fatal)) {
+        snprintf(errstr, errstr_size,
+                 "store configuration error: %s; exiting so an operator fixes it (the record "
+                 "stays uncommitted; imgsink check names the problem)",
+                 w.store_fatal_why);
+        goto done;
+    }
     if (atomic_load(&w.fatal)) {
         snprintf(errstr, errstr_size,
                  "fatal Kafka error (see the log above); exiting so the orchestrator restarts "

@@ -140,6 +140,12 @@ typedef struct is_worker {
     atomic_int fatal;
     atomic_int stuck_exit; /* too many stuck threads: stop, exit non-zero */
     atomic_int oom;        /* a record could not be tracked: stop, exit non-zero */
+    /* A store answer that only a configuration change fixes (a missing KMS
+     * key or permission): stop, exit non-zero. store_fatal_why is written
+     * once, by the job thread that wins store_fatal_claim, before
+     * store_fatal is set; the poll thread reads it after. */
+    atomic_int store_fatal, store_fatal_claim;
+    char store_fatal_why[1024];
 
     /* counters, logged at exit */
     atomic_llong n_in, n_written, n_dlq, n_retries, n_puts, n_abandoned, n_rebalances, n_stuck;
@@ -184,6 +190,11 @@ void is_job_release_pixels(void *ctx, int64_t pixels);
 
 /* w->lock and the condition variables, before any thread starts; destroy
  * after the last one was joined (worker.c). Returns 0 or -1. */
+/* Records the first store configuration error (hint: what to fix, why: the
+ * store's answer), logs it and makes the poll loop stop (job.c; any job
+ * thread). */
+void is_worker_store_fatal(is_worker_t *w, const char *hint, const char *why);
+
 int is_worker_sync_init(is_worker_t *w);
 void is_worker_sync_destroy(is_worker_t *w);
 
