@@ -295,6 +295,44 @@ done:
     return out;
 }
 
+/* For a record of the API path going to the DLQ: its error document,
+ * {s3.prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}/error.json {"id", "status":
+ * "failed", "class", "reason"}, beside where the outputs would be and tagged
+ * like them, so `imgsink api` can answer GET /v1/images/{id} with the
+ * reason. Written before the dead letter is sent and the offset marked
+ * done; a replay writes the same bytes. A permanent PUT failure is logged
+ * and the record goes on to the DLQ. 0, or -1 gave up (shutdown/revoke).
+ * Job thread. */
+static int write_error_doc(jctx_t *j, const is_record_t *rec, const char *tagging,
+                           const char *klass, const char *reason)
+{
+    char key[1024], why[512];
+    if (is_keys_object(j->w->cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id, "error",
+                       "json", key, sizeof(key), why, sizeof(why)))
+        return 0; /* an unsafe id or tenant: there is no place for it */
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "id", rec->id, "status", "failed", "class",
+                            klass, "reason", reason);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return 0;
+    for (int attempt = 0;; attempt++) {
+        int rc =
+            put_retry(j, key, text, strlen(text), "application/json", tagging, why, sizeof(why));
+        if (rc <= 0 || attempt >= 4) {
+            if (rc > 0)
+                IS_ERR("job", json_pack("{s:s}", "key", key), "cannot write the error document: %s",
+                       why);
+            free(text);
+            return rc < 0 ? -1 : 0;
+        }
+        if (backoff(j, attempt, IS_M_RETRY_STORE)) {
+            free(text);
+            return -1;
+        }
+    }
+}
+
 /* One record to its outcome. For REC_DLQ, *klass and reason say why. */
 static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
                              char *reason, size_t reason_size)
@@ -305,7 +343,7 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
     void *fetched = NULL;
     const void *img;
     size_t img_len;
-    char tagging[256];
+    char tagging[256] = "";
     rec_outcome_t out = REC_DLQ;
     is_proc_result_t pr;
 
@@ -366,6 +404,9 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
                            "id", rec->id, "processing_ms", res.processing_ms),
                  "record written");
 done:
+    if (out == REC_DLQ && rec && !strcmp(rec->source, "api") && *tagging &&
+        write_error_doc(j, rec, tagging, *klass, reason))
+        out = REC_ABANDONED;
     free(fetched);
     is_result_clear(&res);
     is_record_destroy(rec);
