@@ -39,10 +39,12 @@ typedef struct is_ckey {
 static const is_ckey_t keys[] = {
     {"input.topics", T_STR, O(input_topics), "images", 0, 0, NULL, F_REQUIRED,
      "Comma-separated Kafka topics to consume image records from."},
-    {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent", 0,
+    {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent,s3-event", 0,
      "Record envelope: 'confluent' (magic byte 0 + 4-byte schema id + Avro), 'avro' (plain Avro "
      "binary, bundled schema) or 'auto' (a 0x00 first byte is tried as confluent, then as plain "
-     "Avro with an empty id, and the reason names the real problem; else plain Avro)."},
+     "Avro with an empty id, and the reason names the real problem; else plain Avro). "
+     "'s3-event': S3 bucket notifications (AWS S3 event JSON, as MinIO publishes it) of "
+     "uploads under api.raw.prefix; 'auto' also takes a record starting with '{' as one."},
     {"input.max.record.bytes", T_SIZE, O(input_max_record_bytes), "64MiB", 64, INT64_C(1) << 31,
      NULL, 0, "Records larger than this go to the DLQ without being decoded."},
     {"dlq.topic", T_STR, O(dlq_topic), "images.dlq", 0, 0, NULL, F_REQUIRED,
