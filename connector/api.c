@@ -48,10 +48,10 @@
 #include "presign.h"
 #include "s3.h"
 
-#define API_THREADS        4u
-#define API_IDLE_TIMEOUT_S 30u
-#define API_MAX_KEY_LEN    512
-#define API_META_MAX       (1024 * 1024)
+#define API_MAX_CONNECTIONS 256u
+#define API_IDLE_TIMEOUT_S  30u
+#define API_MAX_KEY_LEN     512
+#define API_META_MAX        (1024 * 1024)
 
 typedef struct api_rate {
     char tenant[IS_KEYS_MAX_ID + 1];
@@ -1076,12 +1076,16 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
         IS_ERR("api", NULL, "%s", errstr);
         goto stop_poller;
     }
-    a.mhd = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, handle, &a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-        completed, &a, MHD_OPTION_CONNECTION_TIMEOUT, API_IDLE_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_THREAD_POOL_SIZE, API_THREADS,
-        MHD_OPTION_END);
+    /* A thread per connection: a direct post waits for Kafka's acks and a
+     * status lookup for the store, and neither may hold up /healthz or
+     * other clients. API_MAX_CONNECTIONS bounds the threads (and, with
+     * api.max.direct.bytes, the memory held by bodies). */
+    a.mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                 MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0),
+                             0, NULL, NULL, handle, &a, MHD_OPTION_LISTEN_SOCKET, fd,
+                             MHD_OPTION_NOTIFY_COMPLETED, completed, &a,
+                             MHD_OPTION_CONNECTION_TIMEOUT, API_IDLE_TIMEOUT_S,
+                             MHD_OPTION_CONNECTION_LIMIT, API_MAX_CONNECTIONS, MHD_OPTION_END);
     if (!a.mhd) {
         IS_ERR("api", NULL, "api.listen=%s: libmicrohttpd could not start", cfg->api_listen);
         close(fd);

@@ -18,7 +18,7 @@
  * the SHA-256 of each key to its tenant (api.c says how ids keep tenants
  * apart without any state).
  *
- * Threads: libmicrohttpd's pool answers requests; one thread serves the
+ * Threads: libmicrohttpd runs a thread per connection (at most 256); one thread serves the
  * producer's delivery reports; the main thread reloads the keys.
  */
 #ifndef IS_API_H
