@@ -219,4 +219,9 @@ curl -fsS "http://$A/metrics" >"$TMP/metrics.txt"
 check "metrics: imgsink_api_records_total 2" test "$(metric imgsink_api_records_total)" = 2
 check "metrics on api2: 429s counted" test "$(curl -fsS "http://$A2/metrics" | awk '$1=="imgsink_api_rate_limited_total"{print $2}')" -ge 5
 check "the worker committed both records" wait_for 120 committed_equals_end "$group" "$topic" 1
+# The stack's bucket has the retention rules only (deploy/minio/lifecycle.json).
+IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    "$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
+check "imgsink check: FAIL for uploads under $raw without a lifecycle rule" \
+    grep -q "^FAIL .*no enabled rule without a tag filter expires the uploads under api.raw.prefix $raw" "$TMP/check.out"
 exit $((N_FAIL > 0))

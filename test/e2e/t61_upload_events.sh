@@ -164,4 +164,7 @@ nmc ilm rule export "$N_ALIAS/$N_BUCKET" >"$TMP/ilm.json"
 check "the raw prefix has a lifecycle rule" python3 -c 'import json,sys
 r=json.load(open(sys.argv[1]))["Rules"]
 sys.exit(0 if any(x.get("Filter",{}).get("Prefix")=="raw/" and x.get("Expiration",{}).get("Days") for x in r) else 1)' "$TMP/ilm.json"
+IMGSINK_S3_ACCESS_KEY=$N_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$N_SECRET_KEY \
+    "$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
+check "imgsink check: ok for the raw prefix's rule" grep -q '^ok .*uploads under raw/ expire after 2 days' "$TMP/check.out"
 exit $((N_FAIL > 0))
