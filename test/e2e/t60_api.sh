@@ -75,6 +75,22 @@ print(d)' "$1" "$2" 2>/dev/null; }
 check "/healthz 200" test "$(req "$TMP/o" "http://$A/healthz")" = 200
 check "/readyz 200 (keys loaded)" wait_for 60 test "$(req "$TMP/o" "http://$A/readyz")" = 200
 
+# --- bad configuration stops start-up with key, value and what was expected ----
+bad_start() { # bad_start WORDS -X key=value...: exit 2 and WORDS on stderr
+    local words=$1 rc
+    shift
+    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+        timeout 60 "$IMGSINK" api -c "$TMP/w.conf" "$@" >"$TMP/bad.out" 2>&1
+    rc=$?
+    [ $rc -eq 2 ] && grep -qF -- "$words" "$TMP/bad.out" || { sed 's/^/# /' "$TMP/bad.out"; return 1; }
+}
+check "no api.keys.file: exit 2" bad_start "api.keys.file: required by imgsink api" -X api.keys.file=
+check "api.raw.prefix without '/': exit 2" bad_start "api.raw.prefix=raw: expected a key prefix ending with '/'" -X api.raw.prefix=raw
+check "api.raw.prefix inside s3.prefix: exit 2" bad_start "expected a prefix apart from s3.prefix" -X "api.raw.prefix=$prefix/raw/"
+check "api.upload.expires.s over an hour: exit 2" bad_start "api.upload.expires.s" -X api.upload.expires.s=7200
+printf 'acme not-a-hash\n' >"$TMP/badkeys"
+check "a keys file that does not parse: exit 2" bad_start "api.keys.file=$TMP/badkeys: cannot be loaded" -X "api.keys.file=$TMP/badkeys"
+
 # --- authentication -------------------------------------------------------------
 st=$(req "$TMP/nokey.json" -X POST "http://$A/v1/uploads" -d '{"content_type":"image/jpeg","size":10}')
 check "no key: 401 ($st)" test "$st" = 401
