@@ -378,11 +378,18 @@ static rec_outcome_t process_s3_event(jctx_t *j, const rd_kafka_message_t *rkm, 
     is_worker_t *w = j->w;
     is_s3event_t *evs = NULL;
     char why[1024], tenant[IS_KEYS_MAX_ID + 1], id[IS_KEYS_MAX_ID + 1];
-    int n = is_s3event_parse(rkm->payload, rkm->len, &evs, reason, reason_size), nfail = 0;
+    int n, nfail = 0;
     const char *first_klass = NULL;
     rec_outcome_t out = REC_WRITTEN;
 
-    if (n < 0) {
+    if (rkm->len > (size_t)w->cfg->input_max_record_bytes) {
+        snprintf(reason, reason_size,
+                 "S3 event: %zu bytes, more than input.max.record.bytes (%lld)", rkm->len,
+                 (long long)w->cfg->input_max_record_bytes);
+        *klass = "s3-event";
+        return REC_DLQ;
+    }
+    if ((n = is_s3event_parse(rkm->payload, rkm->len, &evs, reason, reason_size)) < 0) {
         *klass = "s3-event";
         return REC_DLQ;
     }
