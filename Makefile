@@ -138,7 +138,7 @@ FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefine
                 -fno-sanitize-recover=undefined -Iconnector -Iprocessors $(PKG_CFLAGS) \
                 -DIS_VERSION=\"$(VERSION)\"
 FUZZ_LIB_SRC  = connector/envelope.c connector/avro_walk.c connector/keys.c connector/log.c connector/config.c \
-                connector/claimcheck.c connector/sigv4.c \
+                connector/claimcheck.c connector/sigv4.c connector/s3event.c \
                 $(wildcard processors/*.c)
 FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard test/fuzz/fuzz_*.c))
 

@@ -220,6 +220,43 @@ int is_check_lifecycle_xml(const char *xml, size_t len, const char *tag_key, con
     return found;
 }
 
+int is_check_lifecycle_raw(const char *xml, size_t len, const char *raw_prefix, char *detail,
+                           size_t detail_size)
+{
+    xmlDoc *doc = xmlReadMemory(xml, (int)len, "lifecycle.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    int found = 0;
+
+    if (!root || xmlStrcmp(root->name, (const xmlChar *)"LifecycleConfiguration")) {
+        snprintf(detail, detail_size,
+                 "the lifecycle configuration is not a <LifecycleConfiguration> document");
+        xmlFreeDoc(doc);
+        return -1;
+    }
+    snprintf(detail, detail_size,
+             "no enabled rule without a tag filter expires the uploads under api.raw.prefix %s "
+             "(uploads never processed would stay forever; see deploy/minio/lifecycle-api.json)",
+             raw_prefix);
+    for (xmlNode *r = root->children; r && !found; r = r->next) {
+        char id[128], why[320], d[32];
+        int ours = 0;
+        if (r->type != XML_ELEMENT_NODE || xmlStrcmp(r->name, (const xmlChar *)"Rule"))
+            continue;
+        /* Raw uploads carry no tags: only a rule without a tag filter reaches them. */
+        judge_filter(r, NULL, NULL, raw_prefix, why, sizeof(why), &ours);
+        text(child(child(r, "Expiration"), "Days"), d, sizeof(d));
+        if (why[0] || !d[0] || atoi(d) < 1)
+            continue;
+        text(child(r, "ID"), id, sizeof(id));
+        snprintf(detail, detail_size, "rule \"%s\": uploads under %s expire after %d days", id,
+                 raw_prefix, atoi(d));
+        found = 1;
+    }
+    xmlFreeDoc(doc);
+    return found;
+}
+
 /* Why one rule does not expire noncurrent versions of our objects within
  * days of becoming noncurrent, or "" if it does (*ndays: its NoncurrentDays). */
 static void judge_noncurrent(const xmlNode *rule, const char *key, const char *value,
@@ -465,6 +502,12 @@ static void check_rules(check_run_t *run, const is_config_t *cfg, const char *xm
                "the lifecycle configuration of bucket %s is not a <LifecycleConfiguration> "
                "document",
                cfg->s3_bucket);
+    /* The API path's raw uploads, when this configuration serves it. */
+    if (*cfg->api_keys_file || !strcmp(cfg->input_format, "s3-event")) {
+        int rc = is_check_lifecycle_raw(xml, strlen(xml), cfg->api_raw_prefix, why, sizeof(why));
+        if (rc >= 0)
+            report(run, rc == 1, "lifecycle", "%s", why);
+    }
 }
 
 int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size_t detail_size)

@@ -32,6 +32,14 @@ int is_check_main(is_config_t *cfg, int argc, char **argv);
 int is_check_lifecycle_xml(const char *xml, size_t len, const char *tag_key, const char *tag_value,
                            const char *prefix, int days, char *detail, size_t detail_size);
 
+/* Whether an enabled rule without a tag filter, whose prefix covers
+ * raw_prefix, expires objects after some days: the API path's uploads are
+ * untagged and must not stay forever. 1 found, 0 not (detail says which
+ * rule or what is missing), -1 the XML does not parse. Pure. Checked by
+ * `imgsink check` when api.keys.file is set or input.format=s3-event. */
+int is_check_lifecycle_raw(const char *xml, size_t len, const char *raw_prefix, char *detail,
+                           size_t detail_size);
+
 /* Called once per line of is_check_lifecycle_classes: ok, and the detail. */
 typedef void (*is_check_emit_t)(void *ctx, int ok, const char *detail);
 

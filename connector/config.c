@@ -40,10 +40,12 @@ typedef struct is_ckey {
 static const is_ckey_t keys[] = {
     {"input.topics", T_STR, O(input_topics), "images", 0, 0, NULL, F_REQUIRED,
      "Comma-separated Kafka topics to consume image records from."},
-    {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent", 0,
+    {"input.format", T_ENUM, O(input_format), "auto", 0, 0, "auto,avro,confluent,s3-event", 0,
      "Record envelope: 'confluent' (magic byte 0 + 4-byte schema id + Avro), 'avro' (plain Avro "
      "binary, bundled schema) or 'auto' (a 0x00 first byte is tried as confluent, then as plain "
-     "Avro with an empty id, and the reason names the real problem; else plain Avro)."},
+     "Avro with an empty id, and the reason names the real problem; else plain Avro). "
+     "'s3-event': S3 bucket notifications (AWS S3 event JSON, as MinIO publishes it) of "
+     "uploads under api.raw.prefix; 'auto' also takes a record starting with '{' as one."},
     {"input.max.record.bytes", T_SIZE, O(input_max_record_bytes), "64MiB", 64, INT64_C(1) << 31,
      NULL, 0, "Records larger than this go to the DLQ without being decoded."},
     {"dlq.topic", T_STR, O(dlq_topic), "images.dlq", 0, 0, NULL, F_REQUIRED,
@@ -185,6 +187,34 @@ static const is_ckey_t keys[] = {
      "1..3650. Objects are tagged retention=Nd; the bucket needs a lifecycle rule per class "
      "(checked by imgsink check and at start-up). A record asking for another value goes to the "
      "DLQ (class record)."},
+    {"api.listen", T_STR, O(api_listen), "127.0.0.1:8080", 0, 0, NULL, 0,
+     "Address of `imgsink api` (HOST:PORT, [IPV6]:PORT or :PORT; PORT 0 picks a free port, "
+     "logged): /v1/uploads, /v1/images, /healthz, /readyz, /metrics."},
+    {"api.keys.file", T_STR, O(api_keys_file), "", 0, 0, NULL, 0,
+     "Tenant API keys of `imgsink api`: one 'TENANT SHA256HEX' line per key (the hex SHA-256 "
+     "of the key a client sends as 'Authorization: Bearer KEY'; '#' comments). Reloaded when "
+     "the file changes and on SIGHUP; a file that does not parse keeps the previous keys. "
+     "Required by `imgsink api`."},
+    {"api.raw.prefix", T_STR, O(api_raw_prefix), "raw/", 0, 0, NULL, 0,
+     "Key prefix of API uploads in s3.bucket: {prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}. Give it "
+     "a lifecycle rule (uploads never processed must expire) and the bucket notification."},
+    {"api.public.endpoint", T_STR, O(api_public_endpoint), "", 0, 0, NULL, 0,
+     "Store URL that clients of `imgsink api` reach, signed into presigned URLs (the host is "
+     "part of the signature). Empty means s3.endpoint."},
+    {"api.upload.expires.s", T_INT, O(api_upload_expires_s), "1800", 1, 3600, NULL, 0,
+     "Validity of a presigned upload URL, in seconds (at most one hour)."},
+    {"api.download.expires.s", T_INT, O(api_download_expires_s), "600", 1, 3600, NULL, 0,
+     "Validity of the presigned rendition URLs of GET /v1/images/{id}, in seconds."},
+    {"api.max.body.bytes", T_SIZE, O(api_max_body_bytes), "16KiB", 256, 1048576, NULL, 0,
+     "Largest JSON request body of `imgsink api`; larger requests are refused with 413."},
+    {"api.max.direct.bytes", T_SIZE, O(api_max_direct_bytes), "8MiB", 1, INT64_C(1) << 30, NULL, 0,
+     "Largest image POST /v1/images accepts in its body (also capped by "
+     "limits.max.input.bytes); larger ones get 413 and should use POST /v1/uploads."},
+    {"api.rate.per.second", T_INT, O(api_rate_per_second), "20", 1, 1000000, NULL, 0,
+     "Requests per second one tenant may make to `imgsink api` (token bucket per replica); "
+     "over it, 429 with Retry-After."},
+    {"api.rate.burst", T_INT, O(api_rate_burst), "40", 1, 1000000, NULL, 0,
+     "Requests a tenant may make at once before api.rate.per.second applies."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

@@ -87,6 +87,10 @@ typedef struct is_config {
     /* trust boundaries of the record: claim-check reads, retention classes */
     char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
     char *retention_classes;  /* days, comma-separated (keys.h) */
+    /* `imgsink api`: the upload service (connector/api.c) */
+    char *api_listen, *api_keys_file, *api_raw_prefix, *api_public_endpoint;
+    int64_t api_upload_expires_s, api_download_expires_s, api_max_body_bytes;
+    int64_t api_max_direct_bytes, api_rate_per_second, api_rate_burst;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

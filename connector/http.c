@@ -26,6 +26,8 @@
 #include "log.h"
 #include "metrics.h"
 
+static void bound_address(int fd, char *out, size_t out_size);
+
 struct is_http {
     struct MHD_Daemon *mhd;
     int64_t stall_ms;
@@ -167,8 +169,9 @@ static int split_listen(const char *addr, char *host, size_t hsz, char *port, si
     return atoi(port) <= 65535 ? 0 : -1;
 }
 
-/* A listening socket for addr, or -1 with errstr. */
-static int open_listener(const char *addr, int *family, char *errstr, size_t errstr_size)
+/* A listening socket for addr, or -1 with errstr naming key. */
+static int open_listener_key(const char *key, const char *addr, int *family, char *errstr,
+                             size_t errstr_size)
 {
     char host[256], port[8];
     struct addrinfo hints = {0}, *res = NULL;
@@ -176,14 +179,14 @@ static int open_listener(const char *addr, int *family, char *errstr, size_t err
 
     if (split_listen(addr, host, sizeof(host), port, sizeof(port))) {
         snprintf(errstr, errstr_size,
-                 "http.listen=%s: expected HOST:PORT, [IPV6]:PORT or :PORT (empty disables)", addr);
+                 "%s=%s: expected HOST:PORT, [IPV6]:PORT or :PORT (empty disables)", key, addr);
         return -1;
     }
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     if ((rc = getaddrinfo(*host ? host : NULL, port, &hints, &res))) {
-        snprintf(errstr, errstr_size, "http.listen=%s: %s", addr, gai_strerror(rc));
+        snprintf(errstr, errstr_size, "%s=%s: %s", key, addr, gai_strerror(rc));
         return -1;
     }
     /* The first address that binds: a name can resolve to an IPv6 address
@@ -202,12 +205,26 @@ static int open_listener(const char *addr, int *family, char *errstr, size_t err
         *family = ai->ai_family;
     }
     if (fd < 0)
-        snprintf(errstr, errstr_size, "http.listen=%s: %s%s", addr, strerror(err),
-                 err == EADDRINUSE ? " (another process listens there: set http.listen to another "
+        snprintf(errstr, errstr_size, "%s=%s: %s%s", key, addr, strerror(err),
+                 err == EADDRINUSE ? " (another process listens there: set it to another "
                                      "HOST:PORT, PORT 0 for any free port, or empty to disable "
                                      "the endpoints)"
                                    : "");
     freeaddrinfo(res);
+    return fd;
+}
+
+static int open_listener(const char *addr, int *family, char *errstr, size_t errstr_size)
+{
+    return open_listener_key("http.listen", addr, family, errstr, errstr_size);
+}
+
+int is_http_listen(const char *key, const char *addr, int *family, char *bound, size_t bound_size,
+                   char *errstr, size_t errstr_size)
+{
+    int fd = open_listener_key(key, addr, family, errstr, errstr_size);
+    if (fd >= 0)
+        bound_address(fd, bound, bound_size);
     return fd;
 }
 

@@ -36,4 +36,10 @@ void is_http_destroy(is_http_t *h);
 /* The bound address as "HOST:PORT", with the actual port when PORT was 0. */
 const char *is_http_address(const is_http_t *h);
 
+/* A listening socket (close-on-exec) for addr, whose bound "HOST:PORT" goes
+ * to bound; or -1 with errstr naming key ("api.listen=...: reason"). For
+ * other servers of the binary (`imgsink api`). */
+int is_http_listen(const char *key, const char *addr, int *family, char *bound, size_t bound_size,
+                   char *errstr, size_t errstr_size);
+
 #endif

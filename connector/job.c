@@ -21,14 +21,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <vips/vips.h>
 
 #include "keys.h"
 #include "log.h"
 #include "metadata.h"
 #include "metrics.h"
+#include "s3event.h"
 #include "sigv4.h"
 #include "worker_int.h"
 
@@ -314,25 +317,169 @@ done:
     return out;
 }
 
-/* One record to its outcome. For REC_DLQ, *klass and reason say why. */
-static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
-                             char *reason, size_t reason_size)
+/* For a record of the API path going to the DLQ: its error document,
+ * {s3.prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}/error.json {"id", "status":
+ * "failed", "class", "reason"}, beside where the outputs would be and tagged
+ * like them, so `imgsink api` can answer GET /v1/images/{id} with the
+ * reason. Written before the dead letter is sent and the offset marked
+ * done; a replay writes the same bytes. A permanent PUT failure is logged
+ * and the record goes on to the DLQ. 0, or -1 gave up (shutdown/revoke).
+ * Job thread. */
+static int write_error_doc(jctx_t *j, const is_record_t *rec, const char *tagging,
+                           const char *klass, const char *reason)
+{
+    char key[1024], why[512];
+    if (is_keys_object(j->w->cfg->s3_prefix, rec->tenant, rec->uploaded_at_ms, rec->id, "error",
+                       "json", key, sizeof(key), why, sizeof(why)))
+        return 0; /* an unsafe id or tenant: there is no place for it */
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "id", rec->id, "status", "failed", "class",
+                            klass, "reason", reason);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(doc);
+    if (!text)
+        return 0;
+    for (int attempt = 0;; attempt++) {
+        int rc =
+            put_retry(j, key, text, strlen(text), "application/json", tagging, why, sizeof(why));
+        if (rc <= 0 || attempt >= 4) {
+            if (rc > 0)
+                IS_ERR("job", json_pack("{s:s}", "key", key), "cannot write the error document: %s",
+                       why);
+            free(text);
+            return rc < 0 ? -1 : 0;
+        }
+        if (backoff(j, attempt, IS_M_RETRY_STORE)) {
+            free(text);
+            return -1;
+        }
+    }
+}
+
+/* Non-zero (reason filled) when a plain MD5 ETag does not match body. */
+static int etag_mismatch(const char *etag, const void *body, size_t len, char *reason,
+                         size_t reason_size)
+{
+    char want[33], got[33];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    size_t n = 0;
+    for (const char *p = etag; *p && n < sizeof(want); p++)
+        if (*p != '"')
+            want[n++] = *p;
+    if (n != 32 || strspn(etag + (etag[0] == '"'), "0123456789abcdefABCDEF") < 32)
+        return 0; /* multipart or unknown form: size is what is checked */
+    want[32] = '\0';
+    if (!EVP_Digest(body, len, md, &mdlen, EVP_md5(), NULL) || mdlen != 16)
+        return 0;
+    for (int i = 0; i < 16; i++)
+        snprintf(got + 2 * i, 3, "%02x", md[i]);
+    if (!strcasecmp(want, got))
+        return 0;
+    snprintf(reason, reason_size, "claim check: ETag mismatch: event says %s, object has %s", want,
+             got);
+    return 1;
+}
+
+static rec_outcome_t process_decoded(jctx_t *j, const rd_kafka_message_t *rkm,
+                                     const is_record_t *rec, const char *etag, const char **klass,
+                                     char *reason, size_t reason_size);
+
+/* An S3 event record (s3event.h): each upload it announces is processed in
+ * turn, as a claim check of source=api under the allow-list, and the Kafka
+ * record is done only when all of them are. Other events are counted and
+ * skipped. One upload that fails permanently (a key outside the layout, a
+ * refused claim check, not an image) does not stop the others; the record
+ * then goes to the DLQ with the first failure's reason (and the count). A
+ * replay redoes them all with identical bytes. Job thread. */
+static rec_outcome_t process_s3_event(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
+                                      char *reason, size_t reason_size)
 {
     is_worker_t *w = j->w;
-    is_record_t *rec = NULL;
+    is_s3event_t *evs = NULL;
+    char why[1024], tenant[IS_KEYS_MAX_ID + 1], id[IS_KEYS_MAX_ID + 1];
+    int n, nfail = 0;
+    const char *first_klass = NULL;
+    rec_outcome_t out = REC_WRITTEN;
+
+    if (rkm->len > (size_t)w->cfg->input_max_record_bytes) {
+        snprintf(reason, reason_size,
+                 "S3 event: %zu bytes, more than input.max.record.bytes (%lld)", rkm->len,
+                 (long long)w->cfg->input_max_record_bytes);
+        *klass = "s3-event";
+        return REC_DLQ;
+    }
+    if ((n = is_s3event_parse(rkm->payload, rkm->len, &evs, reason, reason_size)) < 0) {
+        *klass = "s3-event";
+        return REC_DLQ;
+    }
+    for (int i = 0; i < n && out != REC_ABANDONED; i++) {
+        const is_s3event_t *e = &evs[i];
+        int64_t day_ms;
+        const char *k = NULL;
+        if (!e->created) {
+            is_metrics_inc(IS_M_S3_EVENTS_SKIPPED);
+            IS_DEBUG("job", json_pack("{s:s}", "event", e->event_name), "S3 event skipped");
+            continue;
+        }
+        is_metrics_inc(IS_M_S3_EVENTS_CREATED);
+        rec_outcome_t o;
+        if (is_s3event_layout(w->cfg->api_raw_prefix, e->key, tenant, sizeof(tenant), id,
+                              sizeof(id), &day_ms, why, sizeof(why))) {
+            k = "s3-event";
+            o = REC_DLQ;
+        } else {
+            is_record_t rec = {0};
+            rec.id = id;
+            rec.tenant = tenant;
+            rec.source = "api";
+            rec.uploaded_at_ms = day_ms;
+            rec.content_type = e->content_type ? e->content_type : "application/octet-stream";
+            rec.filename = id;
+            rec.retention_days = atoi(w->cfg->retention_classes);
+            rec.payload_is_ref = 1;
+            rec.ref = (is_objref_t){e->bucket, e->key, e->version_id, NULL, e->size};
+            rec.schema_id = -1;
+            o = process_decoded(j, rkm, &rec, e->etag, &k, why, sizeof(why));
+        }
+        if (o == REC_ABANDONED) {
+            out = REC_ABANDONED;
+        } else if (o == REC_DLQ) {
+            if (!nfail++) {
+                first_klass = k;
+                snprintf(reason, reason_size, "S3 event: Records[%d] (%.300s): %.600s", i, e->key,
+                         why);
+            }
+            out = REC_DLQ;
+        }
+    }
+    if (out == REC_DLQ) {
+        *klass = first_klass ? first_klass : "s3-event";
+        if (nfail > 1) {
+            size_t l = strlen(reason);
+            snprintf(reason + l, reason_size - l, " (and %d more of %d records)", nfail - 1, n);
+        }
+    }
+    is_s3event_free(evs, n);
+    return out;
+}
+
+/* A decoded record (an ImageRecord, or one upload of an S3 event) to its
+ * outcome. etag, when not NULL, is the ETag the fetched claim-check object
+ * must have (a plain MD5 one; a multipart "...-N" ETag is not checked). For
+ * REC_DLQ, *klass and reason say why. Job thread. */
+static rec_outcome_t process_decoded(jctx_t *j, const rd_kafka_message_t *rkm,
+                                     const is_record_t *rec, const char *etag, const char **klass,
+                                     char *reason, size_t reason_size)
+{
+    is_worker_t *w = j->w;
     is_result_t res = {0};
     void *fetched = NULL;
     const void *img;
     size_t img_len;
-    char tagging[256];
+    char tagging[256] = "";
     rec_outcome_t out = REC_DLQ;
     is_proc_result_t pr;
 
-    if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
-                           (size_t)w->cfg->input_max_record_bytes, &rec, reason, reason_size)) {
-        *klass = "envelope";
-        goto done;
-    }
     /* Only classes with a lifecycle rule: any other value would be kept
      * forever. */
     if (!retention_allowed(w, rec->retention_days)) {
@@ -353,6 +500,10 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
         if (rc) {
             *klass = "claim-check";
             out = rc < 0 ? REC_ABANDONED : REC_DLQ;
+            goto done;
+        }
+        if (etag && etag_mismatch(etag, fetched, img_len, reason, reason_size)) {
+            *klass = "claim-check";
             goto done;
         }
         img = fetched;
@@ -385,8 +536,30 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
                            "id", rec->id, "processing_ms", res.processing_ms),
                  "record written");
 done:
+    if (out == REC_DLQ && rec && !strcmp(rec->source, "api") && *tagging &&
+        write_error_doc(j, rec, tagging, *klass, reason))
+        out = REC_ABANDONED;
     free(fetched);
     is_result_clear(&res);
+    return out;
+}
+
+/* One record to its outcome. For REC_DLQ, *klass and reason say why. */
+static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
+                             char *reason, size_t reason_size)
+{
+    is_worker_t *w = j->w;
+    is_record_t *rec = NULL;
+
+    if (w->s3events == 2 ||
+        (w->s3events == 1 && rkm->len && ((const char *)rkm->payload)[0] == '{'))
+        return process_s3_event(j, rkm, klass, reason, reason_size);
+    if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
+                           (size_t)w->cfg->input_max_record_bytes, &rec, reason, reason_size)) {
+        *klass = "envelope";
+        return REC_DLQ;
+    }
+    rec_outcome_t out = process_decoded(j, rkm, rec, NULL, klass, reason, reason_size);
     is_record_destroy(rec);
     return out;
 }

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "api.h"
 #include "check.h"
 #include "config.h"
 #include "envelope.h"
@@ -49,6 +50,8 @@ static void usage(FILE *fp)
             "            (imgsink status --help)\n"
             "  check     validate the configuration, reach Kafka, the topics, the bucket and\n"
             "            its lifecycle rule; one ok/FAIL line each (imgsink check --help)\n"
+            "  api       the upload API: presigned uploads, direct posts, status\n"
+            "            (imgsink api --help)\n"
             "  config    print the effective configuration, secrets hidden\n"
             "  help config [--markdown]\n"
             "            every configuration key with type, default, bounds, description\n"
@@ -208,6 +211,8 @@ int main(int argc, char **argv)
         rc = is_status_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "check")) {
         rc = is_check_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "api")) {
+        rc = is_api_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "config")) {
         is_config_dump(cfg, stdout);
         rc = 0;

@@ -59,6 +59,12 @@ static const series_t counters[IS_M_NCOUNTERS] = {
     [IS_M_REBALANCE_ASSIGN] = {"imgsink_rebalances_total", "event=\"assigned\"", REBAL_HELP},
     [IS_M_REBALANCE_REVOKE] = {"imgsink_rebalances_total", "event=\"revoked\"", REBAL_HELP},
     [IS_M_REBALANCE_LOST] = {"imgsink_rebalances_total", "event=\"lost\"", REBAL_HELP},
+    [IS_M_S3_EVENTS_CREATED] = {"imgsink_s3_events_total", "kind=\"created\"",
+                                "S3 event records read: uploads processed (created) or other "
+                                "events counted and skipped (skipped)."},
+    [IS_M_S3_EVENTS_SKIPPED] = {"imgsink_s3_events_total", "kind=\"skipped\"",
+                                "S3 event records read: uploads processed (created) or other "
+                                "events counted and skipped (skipped)."},
 };
 
 static const series_t gauges[IS_M_NGAUGES] = {

@@ -48,6 +48,8 @@ typedef enum {
     IS_M_REBALANCE_ASSIGN, /* imgsink_rebalances_total{event} */
     IS_M_REBALANCE_REVOKE,
     IS_M_REBALANCE_LOST,
+    IS_M_S3_EVENTS_CREATED, /* imgsink_s3_events_total{kind} */
+    IS_M_S3_EVENTS_SKIPPED,
     IS_M_NCOUNTERS
 } is_metrics_counter_t;
 

@@ -884,6 +884,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     w.envfmt = !strcmp(cfg->input_format, "avro")        ? IS_ENVELOPE_AVRO
                : !strcmp(cfg->input_format, "confluent") ? IS_ENVELOPE_CONFLUENT
                                                          : IS_ENVELOPE_AUTO;
+    w.s3events = !strcmp(cfg->input_format, "s3-event") ? 2 : !strcmp(cfg->input_format, "auto");
 
     if (is_pipeline_global_init(cfg, argv0, errstr, errstr_size))
         return -1;

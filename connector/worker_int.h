@@ -100,6 +100,7 @@ typedef struct is_worker {
     is_offsets_t *offsets;
     is_pipeline_conf_t pconf;
     is_envelope_format_t envfmt;
+    int s3events; /* input.format: 0 never S3 events, 1 detect ('{'), 2 only S3 events */
     volatile sig_atomic_t *stop;
 
     pthread_mutex_t lock;

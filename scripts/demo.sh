@@ -3,7 +3,7 @@
 # and MinIO on loopback, publishes the sample photographs, runs two imgsink
 # workers in one consumer group until the group's lag is 0, prints what was
 # written (key, bytes, tags, read back with mc), then stops everything it
-# started.
+# started. An upload through `imgsink api` (curl) goes into the same topic.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,6 +62,31 @@ echo "config: $OUT/imgsink.conf"
 
 step "publishing the photographs with imgsink produce"
 "$IMGSINK" produce -c "$OUT/imgsink.conf" --topic "$topic" --tenant demo "$CORPUS"
+
+step "the API path: imgsink api, and one photograph posted with curl into the same topic"
+API_KEY="demo-$RANDOM$RANDOM"
+echo "demo $(printf %s "$API_KEY" | sha256sum | cut -d' ' -f1)" >"$OUT/api-keys"
+IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    "$IMGSINK" api -c "$OUT/imgsink.conf" -X api.keys.file="$OUT/api-keys" \
+    -X api.listen=127.0.0.1:0 2>"$OUT/api.log" &
+WORKERS+=($!)
+api=""
+for _ in $(seq 1 100); do
+    api=$(sed -n 's/.*"component":"api".*"address":"\([^"]*\)".*/\1/p' "$OUT/api.log" | head -1)
+    [ -n "$api" ] && break
+    sleep 0.3
+done
+photo=$(find "$CORPUS" -maxdepth 1 -name '*.jpg' | sort | head -1)
+echo "\$ curl -H 'Authorization: Bearer …' -H 'Content-Type: image/jpeg' --data-binary @$(basename "$photo") http://$api/v1/images"
+posted=$(curl -sS -H "Authorization: Bearer $API_KEY" -H 'Content-Type: image/jpeg' \
+    --data-binary @"$photo" "http://$api/v1/images")
+echo "$posted"
+api_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$posted")
+echo "\$ curl -H 'Authorization: Bearer …' -d '{\"content_type\":\"image/jpeg\",\"size\":1000}' http://$api/v1/uploads"
+curl -sS -H "Authorization: Bearer $API_KEY" -d '{"content_type":"image/jpeg","size":1000}' \
+    "http://$api/v1/uploads" | sed 's/X-Amz-Signature=[0-9a-f]*/X-Amz-Signature=…/; s/X-Amz-Credential=[^&]*/X-Amz-Credential=…/'
+echo "(a presigned PUT; with a store that publishes its uploads to Kafka, the upload"
+echo " reaches the workers as an S3 event: see README, The API path)"
 total=$("$KAFKA_CLASS" get-offsets --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic" --time -1 |
     awk -F: '{ s += $NF } END { print s + 0 }')
 
@@ -93,6 +118,10 @@ while :; do
 done
 echo
 echo "$desc" | awk -v t="$topic" 'NR == 1 || $2 == t' | sed -n '1,8p' | cut -c1-110
+
+step "the posted photograph through the API: GET /v1/images/$api_id"
+curl -sS -H "Authorization: Bearer $API_KEY" "http://$api/v1/images/$api_id" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("status:", d["status"], "renditions:", ", ".join(sorted(d.get("renditions", {}))))'
 
 step "what was written (read back with mc, not imgsink)"
 python3 scripts/show_objects.py "$run/"
