@@ -85,6 +85,10 @@ typedef struct is_config {
     /* trust boundaries of the record: claim-check reads, retention classes */
     char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
     char *retention_classes;  /* days, comma-separated (keys.h) */
+    /* events topic and the analytics sink (events.h, analytics.h) */
+    char *events_topic; /* "" disables */
+    char *analytics_group_id, *analytics_prefix;
+    int64_t analytics_max_delay_ms, analytics_max_file_bytes, analytics_retention_days;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

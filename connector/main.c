@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "analytics.h"
 #include "check.h"
 #include "config.h"
 #include "envelope.h"
@@ -47,6 +48,8 @@ static void usage(FILE *fp)
             "            refuses while the group has live members (imgsink replay --help)\n"
             "  status    a group's committed offsets, end offsets, lag and members\n"
             "            (imgsink status --help)\n"
+            "  analytics the events topic as partitioned Avro files in the store\n"
+            "            (imgsink analytics --help)\n"
             "  check     validate the configuration, reach Kafka, the topics, the bucket and\n"
             "            its lifecycle rule; one ok/FAIL line each (imgsink check --help)\n"
             "  config    print the effective configuration, secrets hidden\n"
@@ -208,6 +211,8 @@ int main(int argc, char **argv)
         rc = is_status_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "check")) {
         rc = is_check_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "analytics")) {
+        rc = is_analytics_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "config")) {
         is_config_dump(cfg, stdout);
         rc = 0;
