@@ -140,6 +140,96 @@ static void commit(sink_t *s, apart_t *p, int64_t offset)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Reads one Avro long (zigzag varint) at *pos; -1 past the end. */
+static int read_long(const unsigned char *buf, size_t len, size_t *pos, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *pos < len; shift += 7) {
+        unsigned char b = buf[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void put_long(FILE *fp, int64_t n)
+{
+    uint64_t v = ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
+    while (v > 0x7f) {
+        fputc((int)(v & 0x7f) | 0x80, fp);
+        v >>= 7;
+    }
+    fputc((int)v, fp);
+}
+
+/* avro-c 1.11 drops logicalType (and doc) when it parses a schema, so the
+ * file it writes would declare processed_at a plain long, and SQL engines
+ * would read it so, unlike the files of a writer that keeps them. The
+ * header's avro.schema is replaced by the schema file's own text; the
+ * rest (codec, sync marker, blocks) is copied as it is. Returns 0, or -1
+ * on a header this code does not understand. */
+static int rewrite_header(char **file, size_t *len)
+{
+    const unsigned char *in = (const unsigned char *)*file;
+    const char *schema = is_events_schema_json();
+    size_t pos = 4, olen = 0;
+    char *out = NULL;
+    int64_t count, n;
+    FILE *fp;
+
+    if (*len < 4 || memcmp(in, "Obj\x01", 4) || !(fp = open_memstream(&out, &olen)))
+        return -1;
+    fwrite(in, 1, 4, fp);
+    for (;;) {
+        if (read_long(in, *len, &pos, &count))
+            goto fail;
+        if (!count)
+            break;
+        if (count < 0) { /* a block with its byte size */
+            count = -count;
+            if (read_long(in, *len, &pos, &n))
+                goto fail;
+        }
+        put_long(fp, count);
+        for (int64_t i = 0; i < count; i++) {
+            int64_t klen, vlen;
+            if (read_long(in, *len, &pos, &klen) || klen < 0 || (size_t)klen > *len - pos)
+                goto fail;
+            const unsigned char *key = in + pos;
+            pos += (size_t)klen;
+            if (read_long(in, *len, &pos, &vlen) || vlen < 0 || (size_t)vlen > *len - pos)
+                goto fail;
+            put_long(fp, klen);
+            fwrite(key, 1, (size_t)klen, fp);
+            if (klen == 11 && !memcmp(key, "avro.schema", 11)) {
+                put_long(fp, (int64_t)strlen(schema));
+                fwrite(schema, 1, strlen(schema), fp);
+            } else {
+                put_long(fp, vlen);
+                fwrite(in + pos, 1, (size_t)vlen, fp);
+            }
+            pos += (size_t)vlen;
+        }
+    }
+    put_long(fp, 0);
+    fwrite(in + pos, 1, *len - pos, fp); /* sync marker and blocks */
+    if (fclose(fp)) {
+        free(out);
+        return -1;
+    }
+    free(*file);
+    *file = out;
+    *len = olen;
+    return 0;
+fail:
+    fclose(fp);
+    free(out);
+    return -1;
+}
+
 /* The open file as an Avro object container file, deflate. */
 static int encode_file(sink_t *s, apart_t *p, char **out, size_t *out_len, char *errstr,
                        size_t errstr_size)
@@ -170,6 +260,11 @@ static int encode_file(sink_t *s, apart_t *p, char **out, size_t *out_len, char 
     }
     if (avro_file_writer_close(fw)) { /* flushes the last block, closes fp */
         snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
+        free(*out);
+        return -1;
+    }
+    if (rewrite_header(out, out_len)) {
+        snprintf(errstr, errstr_size, "avro file writer: unexpected file header");
         free(*out);
         return -1;
     }
@@ -329,6 +424,12 @@ static void handle(sink_t *s, const rd_kafka_message_t *rkm)
         p->hour = t / 3600000;
         p->event_ms = t;
         p->opened_ms = is_now_ms();
+        char key[1024];
+        if (!is_analytics_key(s->cfg->analytics_prefix, p->topic, p->partition, p->first,
+                              p->event_ms, key, sizeof(key)))
+            IS_INFO("analytics",
+                    json_pack("{s:s, s:I}", "key", key, "first_offset", (json_int_t)p->first),
+                    "file opened");
     }
     memcpy(p->data + p->len, rkm->payload, rkm->len);
     p->len += rkm->len;
