@@ -4,9 +4,10 @@
  * One thread: it polls the consumer, serves rebalances (rebalance_cb runs
  * inside rd_kafka_consumer_poll), encodes and PUTs files and commits. A PUT
  * is retried until it succeeds or the sink stops: the partition waits, as
- * a worker's does for the store, and librdkafka keeps the group membership
- * alive meanwhile only as long as max.poll.interval.ms allows; past that
- * the partition moves to another member, which writes the same file.
+ * a worker's does for the store. No callback is served meanwhile (a
+ * rebalance would free the file being written), so past
+ * max.poll.interval.ms the group moves the partitions on; the commit then
+ * fails, and their next owner writes the same files again.
  */
 #include "analytics.h"
 
@@ -310,7 +311,6 @@ static int flush(sink_t *s, apart_t *p, const char *why)
                 free(body);
                 return -1;
             }
-            rd_kafka_poll(s->rk, 0); /* serve the group's callbacks while waiting */
             struct timespec ts = {0, 50 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }

@@ -145,6 +145,7 @@ static void topic_checks(void **state)
     is_config_t *cfg = is_config_new();
     char err[512];
     (void)state;
+    free(cfg->events_topic); /* the default, "" */
     cfg->events_topic = strdup("images");
     assert_int_equal(is_events_check_topic(cfg, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "input.topics"));
