@@ -83,12 +83,17 @@ static avro_schema_t enc_schema;
 static avro_value_iface_t *enc_iface;
 
 /* Printable ASCII only: the strings come from hostile records and images
- * (EXIF), and every SQL engine must read them. */
+ * (EXIF), and every SQL engine must read them. Without the spaces around
+ * (EXIF pads make and model), so one camera groups as one. */
 static void copy_ascii(char *dst, size_t size, const char *src)
 {
     size_t n = 0;
+    while (src && *src == ' ')
+        src++;
     for (; src && *src && n + 1 < size; src++)
         dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+    while (n > 0 && dst[n - 1] == ' ')
+        n--;
     dst[n] = '\0';
 }
 

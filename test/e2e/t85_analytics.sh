@@ -53,6 +53,28 @@ acommitted() { group_offsets "$agroup" "$events" | awk '$2 != "-" { s += $2 } EN
 all_committed() { [ "$(acommitted)" -eq "$(topic_end_total "$events")" ]; }
 lines() { grep -c "\"msg\":\"$2\"" "$TMP/$1.log" 2>/dev/null; }
 
+# Bad configuration stops start-up with the key, the value and what was expected.
+bad() { # bad WHAT EXPECT CMD...: exit code 2 and EXPECT on stderr
+    local what=$1 expect=$2
+    shift 2
+    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+        timeout 60 "$@" >"$TMP/bad.out" 2>&1
+    local rc=$?
+    check "$what: exit $rc, says '$expect'" eval "[ $rc -ne 0 ] && grep -qF -- \"\$expect\" \"$TMP/bad.out\""
+}
+bad "analytics without events.topic" "events.topic: required by imgsink analytics" \
+    "$IMGSINK" analytics -c "$TMP/w.conf" -X events.topic=
+bad "analytics.retention.days outside retention.classes" \
+    "analytics.retention.days=30: expected one of retention.classes (7)" \
+    "$IMGSINK" analytics -c "$TMP/w.conf" -X analytics.retention.days=30
+bad "analytics.prefix with '..'" "analytics.prefix=a/../b/: expected" \
+    "$IMGSINK" analytics -c "$TMP/w.conf" -X analytics.prefix=a/../b/
+bad "events.topic with a slash" "events.topic=x/y: expected a Kafka topic name" \
+    "$IMGSINK" analytics -c "$TMP/w.conf" -X events.topic=x/y
+bad "worker with events.topic = its input topic" \
+    "events.topic=$topic: expected a topic other than the input.topics" \
+    "$IMGSINK" run -c "$TMP/w.conf" -X "events.topic=$topic"
+
 start_worker w1 "$TMP/w.conf" >/dev/null
 s1=$(start_sink s1 "$TMP/w.conf")
 check "worker: batch 1 committed to the end" wait_for 240 committed_equals_end "$group" "$topic" 2

@@ -84,6 +84,7 @@ static void written_event(void **state)
     res.pages = 1;
     /* EXIF strings are hostile: only printable ASCII reaches the event. */
     strcpy(res.camera_make, "Can\xffon\n");
+    strcpy(res.camera_model, "  EOS 70D   ");
     res.phash = UINT64_C(0xfedcba9876543210);
     res.nout = 1;
     strcpy(res.out[0].name, "thumb");
@@ -97,6 +98,7 @@ static void written_event(void **state)
     assert_string_equal(str_field(&v, "id"), "img-1");
     assert_string_equal(str_field(&v, "tenant"), "acme");
     assert_string_equal(str_field(&v, "camera_make"), "Can?on?");
+    assert_string_equal(str_field(&v, "camera_model"), "EOS 70D");
     assert_null(str_field(&v, "error_class"));
     avro_value_get_by_name(&v, "kafka_offset", &f, NULL);
     avro_value_get_long(&f, &l);
