@@ -515,6 +515,8 @@ static void run_job(jctx_t *j, is_job_t *job)
         atomic_fetch_add(&w->n_written, 1);
         is_metrics_inc(IS_M_WRITTEN);
     }
+    if (atomic_load(&j->slot->orphaned))
+        return;
     if (out != REC_ABANDONED && send_event(j, rkm, out == REC_WRITTEN, klass, reason, t0))
         out = REC_ABANDONED;
     if (atomic_load(&j->slot->orphaned))
