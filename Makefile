@@ -215,3 +215,9 @@ $(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/p
 	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors $(VIPS_CFLAGS) \
 		-o $@ $(filter %.c,$^) $(VIPS_LIBS)
 endif
+
+# The analytics report of one day from the local stack's store:
+# build/report/report-DATE.html (DATE=YYYY-MM-DD, default today UTC).
+.PHONY: report
+report:
+	@bash scripts/report.sh $(DATE)

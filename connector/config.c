@@ -215,6 +215,25 @@ static const is_ckey_t keys[] = {
      "over it, 429 with Retry-After."},
     {"api.rate.burst", T_INT, O(api_rate_burst), "40", 1, 1000000, NULL, 0,
      "Requests a tenant may make at once before api.rate.per.second applies."},
+    {"events.topic", T_STR, O(events_topic), "", 0, 0, NULL, 0,
+     "Topic of ImageEvents (schemas/image_event.avsc, plain Avro): one per finished record, "
+     "written or dead-lettered, keyed by image id; the record's offset is stored only once its "
+     "event is acknowledged. Also the topic `imgsink analytics` reads. Empty: no events."},
+    {"analytics.group.id", T_STR, O(analytics_group_id), "imgsink-analytics", 0, 0, NULL, 0,
+     "Consumer group of `imgsink analytics` (offsets committed only after a file's PUT)."},
+    {"analytics.prefix", T_STR, O(analytics_prefix), "analytics/", 0, 0, NULL, 0,
+     "Key prefix of the analytics files: {prefix}events/dt=YYYY-MM-DD/hour=HH/"
+     "{topic}+{partition}+{first offset}.avro, in s3.bucket."},
+    {"analytics.max.delay.ms", T_INT, O(analytics_max_delay_ms), "300000", 1000, 86400000, NULL, 0,
+     "A partition's open file is written at the latest this long after its first event "
+     "arrived, so a quiet partition still flushes."},
+    {"analytics.max.file.bytes", T_SIZE, O(analytics_max_file_bytes), "64MiB", 65536,
+     INT64_C(1) << 30, NULL, 0,
+     "Encoded events per file before it is written; memory stays under this times the "
+     "assigned partitions."},
+    {"analytics.retention.days", T_INT, O(analytics_retention_days), "7", 1, 3650, NULL, 0,
+     "Retention tag of the analytics files (retention=Nd&source=analytics); must be one of "
+     "retention.classes. The rows describe images purged after that many days."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))

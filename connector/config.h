@@ -91,6 +91,10 @@ typedef struct is_config {
     char *api_listen, *api_keys_file, *api_raw_prefix, *api_public_endpoint;
     int64_t api_upload_expires_s, api_download_expires_s, api_max_body_bytes;
     int64_t api_max_direct_bytes, api_rate_per_second, api_rate_burst;
+    /* events topic and the analytics sink (events.h, analytics.h) */
+    char *events_topic; /* "" disables */
+    char *analytics_group_id, *analytics_prefix;
+    int64_t analytics_max_delay_ms, analytics_max_file_bytes, analytics_retention_days;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

@@ -27,6 +27,7 @@
 #include <openssl/evp.h>
 #include <vips/vips.h>
 
+#include "events.h"
 #include "keys.h"
 #include "log.h"
 #include "metadata.h"
@@ -47,6 +48,7 @@ typedef struct jctx {
     is_slot_t *slot;
     is_s3_t *s3;
     unsigned int seed; /* rand_r state for jitter */
+    is_event_t *ev;    /* what the record's ImageEvent will say (events.h) */
 } jctx_t;
 
 /* The slot of the job thread running this code (NULL elsewhere), for the
@@ -480,6 +482,7 @@ static rec_outcome_t process_decoded(jctx_t *j, const rd_kafka_message_t *rkm,
     rec_outcome_t out = REC_DLQ;
     is_proc_result_t pr;
 
+    is_event_note_record(j->ev, rec);
     /* Only classes with a lifecycle rule: any other value would be kept
      * forever. */
     if (!retention_allowed(w, rec->retention_days)) {
@@ -528,6 +531,7 @@ static rec_outcome_t process_decoded(jctx_t *j, const rd_kafka_message_t *rkm,
         *klass = "image";
         goto done;
     }
+    is_event_note_result(j->ev, &res);
     out = write_outputs(j, rkm, rec, &res, img, img_len, tagging, klass, reason, reason_size);
     if (out == REC_WRITTEN)
         IS_DEBUG("job",
@@ -650,6 +654,36 @@ static rec_outcome_t send_dead_letter(jctx_t *j, const rd_kafka_message_t *rkm, 
     }
 }
 
+/* Produces the record's ImageEvent (events.topic), retrying until it is
+ * acknowledged, like a dead letter: the offset is stored only after it.
+ * 0 sent (or no events topic), -1 gave up (shutdown or revoke). */
+static int send_event(jctx_t *j, const rd_kafka_message_t *rkm, int written, const char *klass,
+                      const char *reason, double t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    is_event_end_t end = {rd_kafka_topic_name(rkm->rkt),
+                          rkm->partition,
+                          rkm->offset,
+                          written ? NULL : klass,
+                          written ? NULL : reason,
+                          (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+                          (is_now_s() - t0) * 1e3};
+
+    for (int attempt = 0; j->w->events; attempt++) {
+        char why[512];
+        if (attempt_begin(j, IS_PHASE_DLQ, attempt))
+            return -1;
+        if (!is_events_send(j->w->events, j->ev, &end, why, sizeof(why)))
+            return 0;
+        IS_WARN("events", json_pack("{s:i}", "attempt", attempt + 1),
+                "event produce failed, retrying: %s", why);
+        if (backoff(j, attempt, IS_M_RETRY_DLQ))
+            return -1;
+    }
+    return 0;
+}
+
 /* Runs one job to the point where its offset may be marked done. */
 static void run_job(jctx_t *j, is_job_t *job)
 {
@@ -658,7 +692,9 @@ static void run_job(jctx_t *j, is_job_t *job)
     const char *klass = "unknown";
     char reason[1024] = "";
     double t0 = is_now_s();
+    is_event_t ev = {0};
 
+    j->ev = &ev;
     rec_outcome_t out = process(j, rkm, &klass, reason, sizeof(reason));
     if (atomic_load(&j->slot->orphaned))
         return; /* handed to another thread, which finishes the record */
@@ -671,6 +707,10 @@ static void run_job(jctx_t *j, is_job_t *job)
         atomic_fetch_add(&w->n_written, 1);
         is_metrics_inc(IS_M_WRITTEN);
     }
+    if (atomic_load(&j->slot->orphaned))
+        return;
+    if (out != REC_ABANDONED && send_event(j, rkm, out == REC_WRITTEN, klass, reason, t0))
+        out = REC_ABANDONED;
     if (atomic_load(&j->slot->orphaned))
         return;
     if (out == REC_ABANDONED) {
@@ -692,7 +732,8 @@ void *is_job_thread(void *arg)
     is_worker_t *w = a->w;
     const is_config_t *cfg = w->cfg;
     char errstr[512];
-    jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919)};
+    jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919),
+                NULL};
 
     is_s3_conf_t s3c = {cfg->s3_endpoint,       cfg->s3_region,
                         cfg->s3_bucket,         cfg->s3_access_key,

@@ -14,6 +14,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "api.h"
+#include "analytics.h"
 #include "check.h"
 #include "config.h"
 #include "envelope.h"
@@ -48,6 +49,8 @@ static void usage(FILE *fp)
             "            refuses while the group has live members (imgsink replay --help)\n"
             "  status    a group's committed offsets, end offsets, lag and members\n"
             "            (imgsink status --help)\n"
+            "  analytics the events topic as partitioned Avro files in the store\n"
+            "            (imgsink analytics --help)\n"
             "  check     validate the configuration, reach Kafka, the topics, the bucket and\n"
             "            its lifecycle rule; one ok/FAIL line each (imgsink check --help)\n"
             "  api       the upload API: presigned uploads, direct posts, status\n"
@@ -213,6 +216,8 @@ int main(int argc, char **argv)
         rc = is_check_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "api")) {
         rc = is_api_main(cfg, sargc, sargv);
+    } else if (!strcmp(cmd, "analytics")) {
+        rc = is_analytics_main(cfg, sargc, sargv);
     } else if (!strcmp(cmd, "config")) {
         is_config_dump(cfg, stdout);
         rc = 0;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "events.h"
 #include "health.h"
 #include "http.h"
 #include "kafka.h"
@@ -953,6 +954,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         goto done; /* validated with the configuration: out of memory */
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
+    if (*cfg->events_topic && !(w.events = is_events_new(cfg, errstr, errstr_size)))
+        goto done;
     /* After everything checked locally (the DLQ producer validates the
      * kafka.* properties), before the group sees us. */
     if (is_check_lifecycle_startup(cfg, probe, errstr, errstr_size))
@@ -1072,6 +1075,7 @@ done:
     is_http_destroy(http); /* last: it answers "stopping" until the group was left */
     free(w.parts);
     is_dlq_destroy(w.dlq);
+    is_events_destroy(w.events);
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
     is_claimcheck_destroy(w.claimcheck);

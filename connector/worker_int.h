@@ -97,6 +97,8 @@ typedef struct is_worker {
     const is_config_t *cfg;
     rd_kafka_t *rk; /* consumer, poll thread only */
     is_dlq_t *dlq;  /* thread-safe */
+    /* events.topic producer (events.h), NULL when unset; thread-safe */
+    struct is_events *events;
     is_offsets_t *offsets;
     is_pipeline_conf_t pconf;
     is_envelope_format_t envfmt;

@@ -41,6 +41,7 @@ group=$run
 step "topic $topic (6 partitions), DLQ $topic.dlq"
 bash test/stack/topic.sh "$topic" 6
 bash test/stack/topic.sh "$topic.dlq" 1
+bash test/stack/topic.sh "$topic.events" 6
 
 cat >"$OUT/imgsink.conf" <<CONF
 # Written by make demo. Credentials come from IMGSINK_S3_ACCESS_KEY and
@@ -57,6 +58,11 @@ s3.prefix=$run/
 # Two workers on one host: each takes a free port for /metrics, /healthz and
 # /readyz (its log says which: the "http" line).
 http.listen=127.0.0.1:0
+# One ImageEvent per finished record; imgsink analytics makes them Avro files.
+events.topic=$topic.events
+analytics.group.id=$run-analytics
+analytics.prefix=$run/analytics/
+analytics.max.delay.ms=2000
 CONF
 echo "config: $OUT/imgsink.conf"
 
@@ -135,4 +141,31 @@ for pid in "${WORKERS[@]}"; do kill -TERM "$pid"; done
 for pid in "${WORKERS[@]}"; do wait "$pid" || true; done
 WORKERS=()
 grep -h '"worker totals"' "$OUT"/worker*.log || true
+step "imgsink analytics: the events topic as Avro files under $run/analytics/"
+IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    "$IMGSINK" analytics -c "$OUT/imgsink.conf" 2>"$OUT/analytics.log" &
+WORKERS+=($!)
+events=$("$KAFKA_CLASS" get-offsets --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic.events" --time -1 |
+    awk -F: '{ s += $NF } END { print s + 0 }')
+for _ in $(seq 120); do
+    rows=$(grep -o '"msg":"file written".*"rows":[0-9]*' "$OUT/analytics.log" 2>/dev/null |
+        sed 's/.*"rows"://' | awk '{ s += $1 } END { print s + 0 }')
+    [ "$rows" -ge "$events" ] && break
+    sleep 2
+done
+kill -TERM "${WORKERS[-1]}"
+wait "${WORKERS[-1]}" || true
+WORKERS=()
+echo "$events events, $rows rows written:"
+$MC ls --recursive "$MC_ALIAS/$S3_BUCKET/$run/analytics/" | sed 's/^/  /'
+step "analyst queries (DuckDB from MinIO, deploy/analytics/duckdb.sql)"
+. test/stack/common.sh
+for q in "SELECT * FROM images_per_tenant_hour" "SELECT * FROM failure_rate_by_class" \
+    "SELECT * FROM latency_percentiles" "SELECT * FROM bytes_per_rendition" \
+    "SELECT * FROM top_cameras LIMIT 5" "SELECT * FROM near_duplicates LIMIT 5"; do
+    echo "$q"
+    ANALYTICS_PREFIX=$run/analytics/ "$IMGSINK_VENV/bin/python" scripts/analytics.py query "$q"
+done
+echo "report: $(ANALYTICS_PREFIX=$run/analytics/ REPORT_DIR=$OUT bash scripts/report.sh)"
+
 step "done; stopping Kafka and MinIO (set DEMO_KEEP_STACK=1 to keep them)"

@@ -1,0 +1,645 @@
+/*
+ * analytics.c - the analytics sink. See analytics.h.
+ *
+ * One thread: it polls the consumer, serves rebalances (rebalance_cb runs
+ * inside rd_kafka_consumer_poll), encodes and PUTs files and commits. A PUT
+ * is retried until it succeeds or the sink stops: the partition waits, as
+ * a worker's does for the store. No callback is served meanwhile (a
+ * rebalance would free the file being written), so past
+ * max.poll.interval.ms the group moves the partitions on; the commit then
+ * fails, and their next owner writes the same files again.
+ */
+#include "analytics.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <avro.h>
+#include <librdkafka/rdkafka.h>
+
+#include "clock.h"
+#include "events.h"
+#include "kafka.h"
+#include "keys.h"
+#include "log.h"
+#include "s3.h"
+
+/* Largest event accepted; avro-c's file blocks are this large, so one
+ * always fits. */
+#define MAX_EVENT_BYTES (1024 * 1024)
+
+/* One assigned partition and its open file. */
+typedef struct apart {
+    char topic[256];
+    int32_t partition;
+    int64_t first, last; /* offsets in the open file; first -1 when none is open */
+    int64_t hour;        /* event hour of the open file, ms / 3600000 */
+    int64_t event_ms;    /* event time of its first event */
+    int64_t opened_ms;   /* monotonic: when its first event arrived */
+    int64_t skipped_to;  /* offset to commit for skipped events, -1 if none */
+    char *data;          /* encoded events back to back */
+    size_t len, cap;
+    size_t *sizes; /* size of each */
+    size_t n, capn;
+} apart_t;
+
+typedef struct sink {
+    const is_config_t *cfg;
+    rd_kafka_t *rk;
+    is_s3_t *s3;
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    char tagging[128];
+    apart_t *parts;
+    int nparts, capparts;
+    long long n_files, n_rows, n_skipped;
+} sink_t;
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+int is_analytics_key(const char *prefix, const char *topic, int32_t partition, int64_t offset,
+                     int64_t event_ms, char *out, size_t out_size)
+{
+    time_t secs = (time_t)(event_ms / 1000);
+    struct tm tm;
+
+    if (!gmtime_r(&secs, &tm))
+        return -1;
+    /* Kafka topic names are [A-Za-z0-9._-]: safe in a key as they are. */
+    int n = snprintf(out, out_size, "%sevents/dt=%04d-%02d-%02d/hour=%02d/%s+%d+%lld.avro", prefix,
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, topic,
+                     (int)partition, (long long)offset);
+    return n < 0 || (size_t)n >= out_size ? -1 : 0;
+}
+
+static apart_t *part_get(sink_t *s, const char *topic, int32_t partition, int create)
+{
+    for (int i = 0; i < s->nparts; i++)
+        if (s->parts[i].partition == partition && !strcmp(s->parts[i].topic, topic))
+            return &s->parts[i];
+    if (!create)
+        return NULL;
+    if (s->nparts == s->capparts) {
+        int cap = s->capparts ? s->capparts * 2 : 16;
+        apart_t *p = realloc(s->parts, (size_t)cap * sizeof(*p));
+        if (!p)
+            return NULL;
+        s->parts = p;
+        s->capparts = cap;
+    }
+    apart_t *p = &s->parts[s->nparts++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    p->partition = partition;
+    p->first = p->skipped_to = -1;
+    return p;
+}
+
+/* Forgets the open file (not written: whoever owns the partition next reads
+ * its events again from the committed offset). */
+static void part_reset(apart_t *p)
+{
+    p->first = -1;
+    p->len = p->n = 0;
+}
+
+static void part_drop(sink_t *s, const char *topic, int32_t partition)
+{
+    apart_t *p = part_get(s, topic, partition, 0);
+    if (!p)
+        return;
+    free(p->data);
+    free(p->sizes);
+    *p = s->parts[--s->nparts];
+}
+
+/* Commits offset for p's partition, synchronously. A failure is logged:
+ * the file is in the store, and the next owner writes it again. */
+static void commit(sink_t *s, apart_t *p, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = offset;
+    rd_kafka_resp_err_t err = rd_kafka_commit(s->rk, l, 0);
+    if (!err && l->elems[0].err)
+        err = l->elems[0].err;
+    if (err)
+        IS_WARN("analytics",
+                json_pack("{s:s, s:i, s:I}", "topic", p->topic, "partition", (int)p->partition,
+                          "offset", (json_int_t)offset),
+                "commit failed (the file is written; the partition's next owner writes it "
+                "again): %s",
+                rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Reads one Avro long (zigzag varint) at *pos; -1 past the end. */
+static int read_long(const unsigned char *buf, size_t len, size_t *pos, int64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *pos < len; shift += 7) {
+        unsigned char b = buf[(*pos)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void put_long(FILE *fp, int64_t n)
+{
+    uint64_t v = ((uint64_t)n << 1) ^ (uint64_t)(n >> 63);
+    while (v > 0x7f) {
+        fputc((int)(v & 0x7f) | 0x80, fp);
+        v >>= 7;
+    }
+    fputc((int)v, fp);
+}
+
+/* avro-c 1.11 drops logicalType (and doc) when it parses a schema, so the
+ * file it writes would declare processed_at a plain long, and SQL engines
+ * would read it so, unlike the files of a writer that keeps them. The
+ * header's avro.schema is replaced by the schema file's own text; the
+ * rest (codec, sync marker, blocks) is copied as it is. Returns 0, or -1
+ * on a header this code does not understand. */
+static int rewrite_header(char **file, size_t *len)
+{
+    const unsigned char *in = (const unsigned char *)*file;
+    const char *schema = is_events_schema_json();
+    size_t pos = 4, olen = 0;
+    char *out = NULL;
+    int64_t count, n;
+    FILE *fp;
+
+    if (*len < 4 || memcmp(in, "Obj\x01", 4) || !(fp = open_memstream(&out, &olen)))
+        return -1;
+    fwrite(in, 1, 4, fp);
+    for (;;) {
+        if (read_long(in, *len, &pos, &count))
+            goto fail;
+        if (!count)
+            break;
+        if (count < 0) { /* a block with its byte size */
+            count = -count;
+            if (read_long(in, *len, &pos, &n))
+                goto fail;
+        }
+        put_long(fp, count);
+        for (int64_t i = 0; i < count; i++) {
+            int64_t klen, vlen;
+            if (read_long(in, *len, &pos, &klen) || klen < 0 || (size_t)klen > *len - pos)
+                goto fail;
+            const unsigned char *key = in + pos;
+            pos += (size_t)klen;
+            if (read_long(in, *len, &pos, &vlen) || vlen < 0 || (size_t)vlen > *len - pos)
+                goto fail;
+            put_long(fp, klen);
+            fwrite(key, 1, (size_t)klen, fp);
+            if (klen == 11 && !memcmp(key, "avro.schema", 11)) {
+                put_long(fp, (int64_t)strlen(schema));
+                fwrite(schema, 1, strlen(schema), fp);
+            } else {
+                put_long(fp, vlen);
+                fwrite(in + pos, 1, (size_t)vlen, fp);
+            }
+            pos += (size_t)vlen;
+        }
+    }
+    put_long(fp, 0);
+    fwrite(in + pos, 1, *len - pos, fp); /* sync marker and blocks */
+    if (fclose(fp)) {
+        free(out);
+        return -1;
+    }
+    free(*file);
+    *file = out;
+    *len = olen;
+    return 0;
+fail:
+    fclose(fp);
+    free(out);
+    return -1;
+}
+
+/* The open file as an Avro object container file, deflate. */
+static int encode_file(sink_t *s, apart_t *p, char **out, size_t *out_len, char *errstr,
+                       size_t errstr_size)
+{
+    avro_file_writer_t fw;
+    FILE *fp = open_memstream(out, out_len);
+    size_t off = 0;
+
+    if (!fp) {
+        snprintf(errstr, errstr_size, "open_memstream: out of memory");
+        return -1;
+    }
+    if (avro_file_writer_create_with_codec_fp(fp, "analytics", 1, s->schema, &fw, "deflate",
+                                              MAX_EVENT_BYTES)) {
+        snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
+        fclose(fp);
+        free(*out);
+        return -1;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (avro_file_writer_append_encoded(fw, p->data + off, (int64_t)p->sizes[i])) {
+            snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
+            avro_file_writer_close(fw);
+            free(*out);
+            return -1;
+        }
+        off += p->sizes[i];
+    }
+    if (avro_file_writer_close(fw)) { /* flushes the last block, closes fp */
+        snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
+        free(*out);
+        return -1;
+    }
+    if (rewrite_header(out, out_len)) {
+        snprintf(errstr, errstr_size, "avro file writer: unexpected file header");
+        free(*out);
+        return -1;
+    }
+    return 0;
+}
+
+/* Writes p's open file and commits past it. 0 done (or nothing open), -1
+ * stopped before the PUT succeeded (nothing committed). */
+static int flush(sink_t *s, apart_t *p, const char *why)
+{
+    char key[1024], errstr[1024];
+    char *body = NULL;
+    size_t len = 0;
+
+    if (p->first < 0) {
+        if (p->skipped_to >= 0) {
+            commit(s, p, p->skipped_to);
+            p->skipped_to = -1;
+        }
+        return 0;
+    }
+    if (is_analytics_key(s->cfg->analytics_prefix, p->topic, p->partition, p->first, p->event_ms,
+                         key, sizeof(key)) ||
+        encode_file(s, p, &body, &len, errstr, sizeof(errstr))) {
+        /* Out of memory or an absurd prefix: stop rather than skip rows. */
+        IS_ERR("analytics", json_pack("{s:s}", "key", key), "cannot build the file: %s", errstr);
+        stop = 1;
+        return -1;
+    }
+    for (int attempt = 0;; attempt++) {
+        is_s3_result_t r = is_s3_put(s->s3, key, body, len, "application/avro", s->tagging, 0,
+                                     errstr, sizeof(errstr));
+        if (r == IS_S3_OK)
+            break;
+        /* Permanent failures too (permissions, a missing bucket): skipping
+         * would lose rows; an operator fixes the store and the sink goes
+         * on. */
+        IS_WARN("analytics", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
+                "PUT failed, retrying: %s", errstr);
+        int64_t ms = 200LL << (attempt < 8 ? attempt : 8);
+        for (int64_t until = is_now_ms() + (ms > 30000 ? 30000 : ms); is_now_ms() < until;) {
+            if (stop && attempt >= 2) {
+                free(body);
+                return -1;
+            }
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(body);
+    s->n_files++;
+    s->n_rows += (long long)p->n;
+    IS_INFO("analytics",
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "key", key, "rows", (json_int_t)p->n,
+                      "bytes", (json_int_t)len, "first_offset", (json_int_t)p->first, "last_offset",
+                      (json_int_t)p->last, "reason", why),
+            "file written");
+    int64_t next = p->last + 1;
+    if (p->skipped_to > next)
+        next = p->skipped_to;
+    p->skipped_to = -1;
+    part_reset(p);
+    commit(s, p, next);
+    return 0;
+}
+
+/* Decodes the event (hostile until proven otherwise) and returns its
+ * processed_at, or -1 with errstr if it is not one whole ImageEvent. */
+static int64_t event_time(sink_t *s, const rd_kafka_message_t *rkm, char *errstr,
+                          size_t errstr_size)
+{
+    avro_value_t v, f;
+    avro_reader_t rd;
+    size_t size = 0;
+    int64_t t = -1;
+
+    if (!rkm->len || rkm->len > MAX_EVENT_BYTES) {
+        snprintf(errstr, errstr_size, "%zu bytes: expected 1..%d", rkm->len, MAX_EVENT_BYTES);
+        return -1;
+    }
+    if (!(rd = avro_reader_memory(rkm->payload, (int64_t)rkm->len)))
+        return -1;
+    if (avro_generic_value_new(s->iface, &v)) {
+        avro_reader_free(rd);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+    }
+    if (avro_value_read(rd, &v))
+        snprintf(errstr, errstr_size, "not an ImageEvent: %s", avro_strerror());
+    else if (avro_value_sizeof(&v, &size) || size != rkm->len)
+        snprintf(errstr, errstr_size, "not one ImageEvent: %zu bytes, the event takes %zu",
+                 rkm->len, size);
+    else if (avro_value_get_by_name(&v, "processed_at", &f, NULL) || avro_value_get_long(&f, &t) ||
+             t < 0 || t > INT64_C(253402300799999)) {
+        snprintf(errstr, errstr_size, "processed_at out of range");
+        t = -1;
+    }
+    avro_value_decref(&v);
+    avro_reader_free(rd);
+    return t;
+}
+
+static void handle(sink_t *s, const rd_kafka_message_t *rkm)
+{
+    char why[512];
+    const char *topic = rd_kafka_topic_name(rkm->rkt);
+    apart_t *p = part_get(s, topic, rkm->partition, 1);
+
+    if (!p) {
+        IS_ERR("analytics", NULL, "out of memory");
+        stop = 1;
+        return;
+    }
+    int64_t t = event_time(s, rkm, why, sizeof(why));
+    if (t < 0) {
+        s->n_skipped++;
+        IS_WARN("analytics",
+                json_pack("{s:s, s:i, s:I}", "topic", topic, "partition", (int)rkm->partition,
+                          "offset", (json_int_t)rkm->offset),
+                "skipped an event: %s", why);
+        p->skipped_to = rkm->offset + 1;
+        if (p->first < 0)
+            flush(s, p, "skipped"); /* nothing open: commit past it now */
+        return;
+    }
+    if (p->first >= 0 &&
+        (t / 3600000 != p->hour || p->len + rkm->len > (size_t)s->cfg->analytics_max_file_bytes))
+        if (flush(s, p, t / 3600000 != p->hour ? "hour" : "size"))
+            return;
+    if (p->len + rkm->len > p->cap) {
+        size_t cap = p->cap ? p->cap : 65536;
+        while (cap < p->len + rkm->len)
+            cap *= 2;
+        char *d = realloc(p->data, cap);
+        if (!d) {
+            IS_ERR("analytics", NULL, "out of memory");
+            stop = 1;
+            return;
+        }
+        p->data = d;
+        p->cap = cap;
+    }
+    if (p->n == p->capn) {
+        size_t capn = p->capn ? p->capn * 2 : 1024;
+        size_t *z = realloc(p->sizes, capn * sizeof(*z));
+        if (!z) {
+            IS_ERR("analytics", NULL, "out of memory");
+            stop = 1;
+            return;
+        }
+        p->sizes = z;
+        p->capn = capn;
+    }
+    if (p->first < 0) {
+        p->first = rkm->offset;
+        p->hour = t / 3600000;
+        p->event_ms = t;
+        p->opened_ms = is_now_ms();
+        char key[1024];
+        if (!is_analytics_key(s->cfg->analytics_prefix, p->topic, p->partition, p->first,
+                              p->event_ms, key, sizeof(key)))
+            IS_INFO("analytics",
+                    json_pack("{s:s, s:I}", "key", key, "first_offset", (json_int_t)p->first),
+                    "file opened");
+    }
+    memcpy(p->data + p->len, rkm->payload, rkm->len);
+    p->len += rkm->len;
+    p->sizes[p->n++] = rkm->len;
+    p->last = rkm->offset;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    sink_t *s = opaque;
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        IS_INFO("analytics", json_pack("{s:i}", "partitions", parts->cnt), "partitions assigned");
+        if (coop)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+        return;
+    }
+    /* Revoked or lost: open files are dropped, not written. Their events
+     * are read again from the committed offset by the next owner, which
+     * writes the same files. */
+    for (int i = 0; i < parts->cnt; i++)
+        part_drop(s, parts->elems[i].topic, parts->elems[i].partition);
+    IS_INFO("analytics", json_pack("{s:i}", "partitions", parts->cnt),
+            "partitions revoked; their open files are left to the next owner");
+    if (coop)
+        rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+    else
+        rd_kafka_assign(rk, NULL);
+}
+
+static rd_kafka_t *consumer_new(sink_t *s, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = is_kafka_conf_new(s->cfg, IS_KAFKA_CONSUMER, errstr, errstr_size);
+    rd_kafka_t *rk;
+
+    if (!conf)
+        return NULL;
+    if (is_kafka_conf_set(conf, "group.id", s->cfg->analytics_group_id, errstr, errstr_size) ||
+        is_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+        (!is_config_kafka_get(s->cfg, "auto.offset.reset") &&
+         is_kafka_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, s);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, s->cfg->events_topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        snprintf(errstr, errstr_size, "subscribe to %s: %s", s->cfg->events_topic,
+                 rd_kafka_err2str(err));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+static int check_config(const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    int days[IS_KEYS_MAX_RETENTION_CLASSES], n, found = 0;
+    char why[512];
+
+    if (!*cfg->events_topic) {
+        snprintf(errstr, errstr_size, "events.topic: required by imgsink analytics, but not set");
+        return -1;
+    }
+    if (is_events_check_topic(cfg, errstr, errstr_size))
+        return -1;
+    if (is_keys_retention_classes(cfg->retention_classes, days, &n, why, sizeof(why))) {
+        snprintf(errstr, errstr_size, "retention.classes=%s: %s", cfg->retention_classes, why);
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        found |= days[i] == cfg->analytics_retention_days;
+    if (!found) {
+        snprintf(errstr, errstr_size,
+                 "analytics.retention.days=%lld: expected one of retention.classes (%s), the "
+                 "classes with a lifecycle rule",
+                 (long long)cfg->analytics_retention_days, cfg->retention_classes);
+        return -1;
+    }
+    size_t pl = strlen(cfg->analytics_prefix);
+    if (pl > 512 || (pl && cfg->analytics_prefix[pl - 1] != '/') ||
+        strstr(cfg->analytics_prefix, "..") || cfg->analytics_prefix[0] == '/') {
+        snprintf(errstr, errstr_size,
+                 "analytics.prefix=%.600s: expected empty or a key prefix ending in '/', without "
+                 "'..' or a leading '/', at most 512 characters",
+                 cfg->analytics_prefix);
+        return -1;
+    }
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: imgsink analytics [-c FILE] [-X key=value]...\n"
+                 "  Reads events.topic as group analytics.group.id and writes Avro files under\n"
+                 "  {analytics.prefix}events/dt=YYYY-MM-DD/hour=HH/ in s3.bucket.\n");
+}
+
+int is_analytics_main(is_config_t *cfg, int argc, char **argv)
+{
+    char errstr[1024];
+    sink_t s = {0};
+    int rc = 1;
+    struct sigaction sa;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i == 1 && !strcmp(argv[i], "run"))
+            continue;
+        fprintf(stderr, "imgsink analytics: unexpected argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (is_config_validate(cfg, errstr, sizeof(errstr)) ||
+        check_config(cfg, errstr, sizeof(errstr))) {
+        is_log_printf(stderr, "imgsink: configuration error: %s\n", errstr);
+        return 2;
+    }
+    s.cfg = cfg;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
+                        .region = cfg->s3_region,
+                        .bucket = cfg->s3_bucket,
+                        .access_key = cfg->s3_access_key,
+                        .secret_key = cfg->s3_secret_key,
+                        .session_token = cfg->s3_session_token,
+                        .path_style = cfg->s3_path_style,
+                        .connect_timeout_ms = cfg->s3_connect_timeout_ms,
+                        .timeout_ms = cfg->s3_timeout_ms,
+                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                        .tls_ca_file = cfg->s3_tls_ca_file,
+                        .tls_insecure = !cfg->s3_tls_verify};
+    if (is_keys_tagging((int)cfg->analytics_retention_days, "analytics", s.tagging,
+                        sizeof(s.tagging)) ||
+        avro_schema_from_json_length(is_events_schema_json(), strlen(is_events_schema_json()),
+                                     &s.schema) ||
+        !(s.iface = avro_generic_class_from_schema(s.schema))) {
+        IS_ERR("analytics", NULL, "start-up failed: %s", avro_strerror());
+        goto done;
+    }
+    if (!(s.s3 = is_s3_new(&s3c, errstr, sizeof(errstr))) ||
+        !(s.rk = consumer_new(&s, errstr, sizeof(errstr)))) {
+        IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
+        goto done;
+    }
+    IS_INFO("analytics",
+            json_pack("{s:s, s:s, s:s, s:s}", "topic", cfg->events_topic, "group",
+                      cfg->analytics_group_id, "bucket", cfg->s3_bucket, "prefix",
+                      cfg->analytics_prefix),
+            "analytics sink started");
+    while (!stop) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s.rk, 200);
+        if (rkm) {
+            if (!rkm->err)
+                handle(&s, rkm);
+            else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                IS_WARN("analytics", NULL, "consumer: %s", rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+        }
+        int64_t now = is_now_ms();
+        for (int i = 0; i < s.nparts && !stop; i++)
+            if (s.parts[i].first >= 0 &&
+                now - s.parts[i].opened_ms >= s.cfg->analytics_max_delay_ms)
+                flush(&s, &s.parts[i], "delay");
+    }
+    /* Stopping: write what is open, so a clean stop leaves nothing to read
+     * again. */
+    for (int i = 0; i < s.nparts; i++)
+        flush(&s, &s.parts[i], "shutdown");
+    rc = 0;
+    IS_INFO("analytics",
+            json_pack("{s:I, s:I, s:I}", "files", (json_int_t)s.n_files, "rows",
+                      (json_int_t)s.n_rows, "skipped", (json_int_t)s.n_skipped),
+            "analytics sink stopped");
+done:
+    if (s.rk) {
+        rd_kafka_consumer_close(s.rk);
+        rd_kafka_destroy(s.rk);
+    }
+    is_s3_destroy(s.s3);
+    for (int i = 0; i < s.nparts; i++) {
+        free(s.parts[i].data);
+        free(s.parts[i].sizes);
+    }
+    free(s.parts);
+    if (s.iface)
+        avro_value_iface_decref(s.iface);
+    if (s.schema)
+        avro_schema_decref(s.schema);
+    return rc;
+}
