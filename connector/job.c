@@ -502,12 +502,12 @@ void *is_job_thread(void *arg)
     char errstr[512];
     jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919)};
 
-    is_s3_conf_t s3c = {cfg->s3_endpoint,      cfg->s3_region,
-                        cfg->s3_bucket,        cfg->s3_access_key,
-                        cfg->s3_secret_key,    cfg->s3_session_token,
-                        cfg->s3_path_style,    cfg->s3_connect_timeout_ms,
-                        cfg->s3_timeout_ms,    strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        cfg->s3_sse_kms_key_id};
+    is_s3_conf_t s3c = {cfg->s3_endpoint,       cfg->s3_region,
+                        cfg->s3_bucket,         cfg->s3_access_key,
+                        cfg->s3_secret_key,     cfg->s3_session_token,
+                        cfg->s3_path_style,     cfg->s3_connect_timeout_ms,
+                        cfg->s3_timeout_ms,     strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                        cfg->s3_sse_kms_key_id, w->creds};
     if (!(j.s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {
         /* Validated at start-up by the poll thread: cannot happen later. */
         IS_ERR("job", NULL, "S3 client: %s", errstr);
