@@ -835,8 +835,14 @@ is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errst
     free(body);
     for (size_t i = 0; i < sizeof(credential_codes) / sizeof(credential_codes[0]); i++)
         if (!strcmp(s3->last_code, credential_codes[i].code)) {
-            snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
-                     credential_codes[i].hint, why);
+            if (s3->creds && strcmp(is_creds_source(s3->creds), "config"))
+                /* The keys did not come from s3.*: name where they did. */
+                snprintf(errstr, errstr_size,
+                         "the store rejects the credentials from %s (credentials chain): %s",
+                         is_creds_source(s3->creds), why);
+            else
+                snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
+                         credential_codes[i].hint, why);
             return IS_S3_PERMANENT;
         }
     if (s3->last_status >= 200 && s3->last_status < 500 && s3->last_status != 408 &&
