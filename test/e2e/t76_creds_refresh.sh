@@ -67,14 +67,12 @@ produce_batch() { # produce_batch COUNT
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
     "s3.credentials.refresh.margin.ms=5000" "s3.credentials.unhealthy.restart.ms=8000"
-run_worker() {
-    env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID \
-        -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
-        AWS_CONFIG_FILE=/nonexistent AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$port/creds" \
-        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$authtok" \
-        "$IMGSINK" "$@"
-}
-run_worker run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
+# An array, not a function: env execs imgsink, so $! is the worker's PID.
+run_worker=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID
+    -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE=/nonexistent
+    AWS_CONFIG_FILE=/nonexistent AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$port/creds"
+    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$authtok" "$IMGSINK")
+"${run_worker[@]}" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
 WORKER_PIDS+=($!)
 addr=$(http_address w1 120) || notok "worker http address"
 check "the worker takes its credentials from the container endpoint" \
@@ -105,7 +103,7 @@ check "the DLQ holds only the junk record (kcat)" \
     bash -c '[ "$(grep -c . "$0")" -eq 1 ] && grep -q "\"key\": *\"junk\"" "$0"' "$TMP/dlq.json"
 
 # --- secrets ---------------------------------------------------------------------
-run_worker config -c "$TMP/w.conf" >"$TMP/config.txt" 2>&1
+"${run_worker[@]}" config -c "$TMP/w.conf" >"$TMP/config.txt" 2>&1
 scrape_metrics "$addr" || notok "scrape /metrics"
 curl -sS "http://$addr/readyz" >"$TMP/readyz.txt"
 echo >>"$issued"

@@ -48,25 +48,25 @@ start_server container container "$cport" --auth-token-file "$authtok"
 mode() { curl -fsS -X POST "http://127.0.0.1:$1/_mode?m=$2" >/dev/null; }
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" "s3.credentials.refresh.margin.ms=5000"
-# with_source imds|container|wrongauth CMD...: runs CMD with only that source.
-with_source() {
+# source_env imds|container|wrongauth: sets SRC_ENV to an env command with
+# only that source (an array: env execs imgsink, so $! is its PID).
+source_env() {
     local src=$1
-    shift
-    local e=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID
+    SRC_ENV=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID
         -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE -u AWS_CONTAINER_CREDENTIALS_FULL_URI
         -u AWS_ROLE_ARN AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent)
     case $src in
-    imds) e+=(AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$iport/") ;;
-    container) e+=(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$cport/creds"
+    imds) SRC_ENV+=(AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$iport/") ;;
+    container) SRC_ENV+=(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$cport/creds"
         AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$authtok") ;;
-    wrongauth) e+=(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$cport/creds"
+    wrongauth) SRC_ENV+=(AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$cport/creds"
         AWS_CONTAINER_AUTHORIZATION_TOKEN="not-the-token") ;;
     esac
-    "${e[@]}" "$@"
 }
 
 # --- IMDSv2: a worker writes with its credentials and refreshes them ----------
-with_source imds "$IMGSINK" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
+source_env imds
+"${SRC_ENV[@]}" "$IMGSINK" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
 WORKER_PIDS+=($!)
 check "the worker takes its credentials from IMDS" \
     wait_for 60 grep -q '"store credentials from imds"' "$TMP/w1.log"
@@ -89,7 +89,8 @@ WORKER_PIDS=()
 refused() { # refused SOURCE PORT MODE EXPECTED: start-up fails with EXPECTED in the error
     local src=$1 port=$2 m=$3 want=$4 out rc s
     mode "$port" "$m"
-    out=$(with_source "$src" timeout 120 "$IMGSINK" run -c "$TMP/w.conf" 2>&1)
+    source_env "$src"
+    out=$("${SRC_ENV[@]}" timeout 120 "$IMGSINK" run -c "$TMP/w.conf" 2>&1)
     rc=$?
     echo "$out" >"$TMP/refused-$src-$m.log"
     [ $rc -ne 0 ] && [ $rc -ne 124 ] || { echo "# rc $rc"; return 1; }

@@ -57,16 +57,18 @@ printf 'eyJhbGciOiJSUzI1NiJ9.%s.%s' "$(head -c 48 /dev/urandom | base64 -w0 | tr
     "$(head -c 48 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d =)" >"$token"
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix"
 sed -i "s|^s3.endpoint=.*|s3.endpoint=$moto|; s|^s3.bucket=.*|s3.bucket=$bucket|" "$TMP/w.conf"
-with_webid() { # with_webid TOKENFILE STSURL CMD...
+# webid_env TOKENFILE STSURL: sets WEBID_ENV to an env command with only web
+# identity (an array: env execs imgsink, so $! is its PID).
+webid_env() {
     local tf=$1 sts=$2
-    shift 2
-    env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID \
+    WEBID_ENV=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID \
         -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE -u AWS_CONTAINER_CREDENTIALS_FULL_URI \
         AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent \
         AWS_ROLE_ARN="$role_arn" AWS_WEB_IDENTITY_TOKEN_FILE="$tf" AWS_ROLE_SESSION_NAME=imgsink-t78 \
-        AWS_ENDPOINT_URL_STS="$sts" "$@"
+        AWS_ENDPOINT_URL_STS="$sts")
 }
-with_webid "$token" "$moto" "$IMGSINK" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
+webid_env "$token" "$moto"
+"${WEBID_ENV[@]}" "$IMGSINK" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
 WORKER_PIDS+=($!)
 check "the worker takes its credentials from web identity" \
     wait_for 60 grep -q '"store credentials from web-identity"' "$TMP/w1.log"
@@ -96,7 +98,8 @@ WORKER_PIDS=()
 
 startup_fails() { # startup_fails TOKENFILE STSURL EXPECTED
     local out rc
-    out=$(with_webid "$1" "$2" timeout 120 "$IMGSINK" run -c "$TMP/w.conf" 2>&1)
+    webid_env "$1" "$2"
+    out=$("${WEBID_ENV[@]}" timeout 120 "$IMGSINK" run -c "$TMP/w.conf" 2>&1)
     rc=$?
     note "$(grep -o '"msg":"[^"]*"' <<<"$out" | tail -1)"
     [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -qF -- "$3" <<<"$out" && ! grep -qF -- "$(cat "$token")" <<<"$out"
