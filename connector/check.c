@@ -626,12 +626,26 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
                         .tls_ca_file = cfg->s3_tls_ca_file,
                         .tls_insecure = !cfg->s3_tls_verify};
     is_s3_t *s3 = NULL;
+    is_creds_conf_t cc = {cfg->s3_access_key,
+                          cfg->s3_secret_key,
+                          cfg->s3_session_token,
+                          cfg->s3_region,
+                          cfg->s3_credentials_refresh_margin_ms,
+                          cfg->s3_credentials_timeout_ms};
+    is_creds_provider_t *creds = NULL;
 
     if (!cfg->s3_bucket || !*cfg->s3_bucket) {
         report(run, 0, "bucket", "s3.bucket is not set");
         return;
     }
+    /* The worker's credentials chain (creds.h), once: check runs briefly. */
+    if (!(creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+        report(run, 0, "credentials", "%s", errstr);
+        return;
+    }
+    s3c.creds = creds;
     if (!(s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {
+        is_creds_provider_destroy(creds);
         report(run, 0, "bucket", "%s at %s: %s", cfg->s3_bucket, ep, errstr);
         return;
     }
@@ -665,6 +679,7 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
         check_claimcheck_read(run, cfg, s3);
     }
     is_s3_destroy(s3);
+    is_creds_provider_destroy(creds);
 }
 
 /* ---- the start-up check of `imgsink run` --------------------------------- */

@@ -234,6 +234,20 @@ static const is_ckey_t keys[] = {
     {"analytics.retention.days", T_INT, O(analytics_retention_days), "7", 1, 3650, NULL, 0,
      "Retention tag of the analytics files (retention=Nd&source=analytics); must be one of "
      "retention.classes. The rows describe images purged after that many days."},
+    {"s3.credentials.refresh.margin.ms", T_INT, O(s3_credentials_refresh_margin_ms), "300000", 1000,
+     3600000, NULL, 0,
+     "Temporary credentials (web identity, container endpoint, IMDS) are refreshed this long "
+     "before they expire, or at half their remaining lifetime when that is shorter. With "
+     "s3.access.key empty, credentials come from the AWS SDKs' chain: AWS_ACCESS_KEY_ID, shared "
+     "files and AWS_PROFILE, AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, "
+     "AWS_CONTAINER_CREDENTIALS_FULL_URI/_RELATIVE_URI, EC2 IMDSv2 (see Credentials)."},
+    {"s3.credentials.timeout.ms", T_INT, O(s3_credentials_timeout_ms), "5000", 100, 600000, NULL, 0,
+     "Timeout of each request to STS, the container endpoint or IMDS."},
+    {"s3.credentials.unhealthy.restart.ms", T_INT, O(s3_credentials_unhealthy_restart_ms), "600000",
+     0, INT64_C(86400000), NULL, 0,
+     "Credentials that cannot be refreshed (or that the store refuses) make /readyz answer 503 "
+     "at once, with the reason; after this long /healthz fails too, so the orchestrator "
+     "restarts the worker. 0: never."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -735,12 +749,7 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
                  "s3.access.key and s3.secret.key: set both or neither (one is empty)");
         return -1;
     }
-    if (!*cfg->s3_access_key) {
-        snprintf(errstr, errstr_size,
-                 "s3.access.key: required, but not set (or set IMGSINK_S3_ACCESS_KEY and "
-                 "IMGSINK_S3_SECRET_KEY)");
-        return -1;
-    }
+    /* No s3.access.key: the credentials chain (creds.h) finds them. */
     if (*cfg->s3_sse_kms_key_id && strcmp(cfg->s3_sse, "aws:kms") != 0) {
         snprintf(errstr, errstr_size,
                  "s3.sse.kms.key.id=%s: expected only with s3.sse=aws:kms (s3.sse is %s)",

@@ -98,6 +98,9 @@ typedef struct is_config {
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;
+    /* credentials chain (creds.h) */
+    int64_t s3_credentials_refresh_margin_ms, s3_credentials_timeout_ms;
+    int64_t s3_credentials_unhealthy_restart_ms;
 } is_config_t;
 
 is_config_t *is_config_new(void); /* all defaults */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "creds.h"
 
 static atomic_llong last_beat_ms; /* monotonic; 0 before is_health_start */
 static atomic_int beaten;         /* the poll loop ran at least once */
@@ -19,6 +20,14 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int joined, assigned;
 static int have_stats, brokers_up;
 static char cgrp_state[32];
+static is_creds_provider_t *creds; /* set before the HTTP threads start */
+static int64_t creds_restart_ms;
+
+void is_health_creds(is_creds_provider_t *cp, int64_t restart_ms)
+{
+    creds = cp;
+    creds_restart_ms = restart_ms;
+}
 
 void is_health_start(void)
 {
@@ -68,6 +77,16 @@ int is_health_live(int64_t stall_ms, char *why, size_t why_size)
                  (long long)age, (long long)stall_ms);
         return 0;
     }
+    int64_t failing_ms = 0;
+    if (creds && creds_restart_ms > 0 && !is_creds_healthy(creds, why, why_size, &failing_ms) &&
+        failing_ms >= creds_restart_ms) {
+        char reason[1024];
+        snprintf(reason, sizeof(reason), "%s", why);
+        snprintf(why, why_size,
+                 "credentials unusable for %lld ms (s3.credentials.unhealthy.restart.ms=%lld): %s",
+                 (long long)failing_ms, (long long)creds_restart_ms, reason);
+        return 0;
+    }
     snprintf(why, why_size, "ok: the poll loop ran %lld ms ago", (long long)age);
     return 1;
 }
@@ -85,6 +104,9 @@ int is_health_ready(int64_t stall_ms, char *why, size_t why_size)
         return 0;
     }
     if (!is_health_live(stall_ms, why, why_size))
+        return 0;
+    int64_t failing_ms;
+    if (creds && !is_creds_healthy(creds, why, why_size, &failing_ms))
         return 0;
     pthread_mutex_lock(&lock);
     if (!joined)

@@ -43,6 +43,14 @@ void is_health_kafka(int brokers_up, const char *cgrp_state);
 /* The worker is shutting down: not ready any more. */
 void is_health_stopping(void);
 
+/* The store's credentials count too (creds.h): credentials that cannot be
+ * refreshed, or that the store refuses, make the worker unready at once
+ * with the reason, and not live after restart_ms of that (0: never), so an
+ * orchestrator restarts it instead of it retrying forever. NULL: none.
+ * From the worker before and after the threads that ask. */
+struct is_creds_provider;
+void is_health_creds(struct is_creds_provider *cp, int64_t restart_ms);
+
 /* 1 when live, 0 when stalled; why gets a one-line explanation either way. */
 int is_health_live(int64_t stall_ms, char *why, size_t why_size);
 

@@ -60,6 +60,7 @@ struct is_s3 {
     int last_method_put;                           /* the last request was a PUT */
     int probe_wrong_checksum;                      /* is_s3_probe_put: send a wrong one */
     int path_style;
+    is_creds_provider_t *creds; /* not owned; NULL: the static keys above */
     long connect_timeout_ms, timeout_ms;
     long last_status;      /* HTTP status of the last request, 0 if none came */
     char last_code[64];    /* <Code> of the last error document, "" if none */
@@ -250,12 +251,12 @@ is_s3_t *is_s3_new(const is_s3_conf_t *conf, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "s3: bucket name is empty or has invalid characters");
         goto fail;
     }
-    if (!conf->access_key || !*conf->access_key || !conf->secret_key || !*conf->secret_key ||
-        !valid_text(conf->access_key, 0)) {
+    if (!conf->creds && (!conf->access_key || !*conf->access_key || !conf->secret_key ||
+                         !*conf->secret_key || !valid_text(conf->access_key, 0))) {
         snprintf(errstr, errstr_size, "s3: access key and secret key are required");
         goto fail;
     }
-    if (conf->session_token && !valid_text(conf->session_token, 0)) {
+    if (!conf->creds && conf->session_token && !valid_text(conf->session_token, 0)) {
         snprintf(errstr, errstr_size, "s3: session token has invalid characters");
         goto fail;
     }
@@ -283,13 +284,17 @@ is_s3_t *is_s3_new(const is_s3_conf_t *conf, char *errstr, size_t errstr_size)
     snprintf(errstr, errstr_size, "s3: out of memory");
     s3->region = strdup(conf->region);
     s3->bucket = strdup(conf->bucket);
-    s3->access_key = strdup(conf->access_key);
-    s3->secret_key = strdup(conf->secret_key);
-    s3->session_token = dup_or_null(conf->session_token);
+    s3->creds = conf->creds;
+    if (!s3->creds) {
+        s3->access_key = strdup(conf->access_key);
+        s3->secret_key = strdup(conf->secret_key);
+        s3->session_token = dup_or_null(conf->session_token);
+    }
     s3->sse = dup_or_null(sse);
     s3->sse_kms_key_id = dup_or_null(conf->sse_kms_key_id);
-    if (!s3->region || !s3->bucket || !s3->access_key || !s3->secret_key ||
-        (conf->session_token && *conf->session_token && !s3->session_token) || (*sse && !s3->sse) ||
+    if (!s3->region || !s3->bucket || (!s3->creds && (!s3->access_key || !s3->secret_key)) ||
+        (!s3->creds && conf->session_token && *conf->session_token && !s3->session_token) ||
+        (*sse && !s3->sse) ||
         (conf->sse_kms_key_id && *conf->sse_kms_key_id && !s3->sse_kms_key_id))
         goto fail;
     s3->path_style = conf->path_style;
@@ -462,6 +467,14 @@ static int add_header(struct curl_slist **list, const char *name, const char *va
     return 0;
 }
 
+/* Codes with which a store refuses temporary credentials themselves (an
+ * expired or unknown session token): new credentials may cure them. */
+static int token_refused(const char *code)
+{
+    return !strcmp(code, "ExpiredToken") || !strcmp(code, "TokenRefreshRequired") ||
+           !strcmp(code, "InvalidToken") || !strcmp(code, "InvalidTokenId");
+}
+
 /*
  * One signed request. key may be NULL (bucket subresource such as
  * ?lifecycle); query is the wire query string or NULL; body NULL means no
@@ -522,6 +535,12 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     struct tm tm;
     time_t now = time(NULL);
     long status = 0;
+    /* The credentials of this one request: a reference to the provider's
+     * current snapshot, which a refresh may replace meanwhile. */
+    is_creds_t *cr = s3->creds ? is_creds_get(s3->creds) : NULL;
+    const char *ak = cr ? cr->access_key : s3->access_key;
+    const char *sk = cr ? cr->secret_key : s3->secret_key;
+    const char *token = cr ? cr->session_token : s3->session_token;
 
     what = fmt("%s %s%s%s%s%s", method, bucket, key ? "/" : "", key ? key : "", query ? "?" : "",
                query ? query : "");
@@ -530,7 +549,7 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         ret = IS_S3_TRANSIENT;
         goto done;
     }
-    if (3 + (s3->session_token ? 1 : 0) + extra_cnt > S3_MAX_HEADERS) {
+    if (3 + (token ? 1 : 0) + extra_cnt > S3_MAX_HEADERS) {
         snprintf(errstr, errstr_size, "s3: too many headers (%s)", what);
         goto done;
     }
@@ -557,8 +576,8 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     hdrs[hcnt++] = (is_sigv4_header_t){"Host", host};
     hdrs[hcnt++] = (is_sigv4_header_t){"x-amz-date", amz_date};
     hdrs[hcnt++] = (is_sigv4_header_t){"x-amz-content-sha256", payload_hash};
-    if (s3->session_token)
-        hdrs[hcnt++] = (is_sigv4_header_t){"x-amz-security-token", s3->session_token};
+    if (token)
+        hdrs[hcnt++] = (is_sigv4_header_t){"x-amz-security-token", token};
     for (size_t i = 0; i < extra_cnt; i++)
         hdrs[hcnt++] = extra[i];
 
@@ -571,7 +590,7 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         .payload_hash = payload_hash,
         .double_encode = 0, /* S3 signs the path exactly as sent */
     };
-    is_sigv4_scope_t scope = {s3->access_key, s3->secret_key, s3->region, "s3"};
+    is_sigv4_scope_t scope = {ak, sk, s3->region, "s3"};
     if (is_sigv4_sign(&req, &scope, amz_date, &sig, errstr, errstr_size) == -1)
         goto done;
 
@@ -667,6 +686,8 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
         goto done;
     }
     if (status >= 200 && status < 300) {
+        if (cr)
+            is_creds_accepted(s3->creds, cr);
         ret = IS_S3_OK;
         goto done;
     }
@@ -674,6 +695,12 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     if (!code[0])
         snprintf(code, sizeof(code), "%s", default_code(status));
     ret = is_s3_classify(status, code, 0);
+    if (cr && token_refused(code)) {
+        /* Not the record's fault: new credentials are fetched now (or the
+         * worker turns unready, see creds.h) and the request retried. */
+        is_creds_refused(s3->creds, cr, code);
+        ret = IS_S3_TRANSIENT;
+    }
     snprintf(s3->last_code, sizeof(s3->last_code), "%s", code);
     snprintf(errstr, errstr_size, "HTTP %ld %s: %s (%s)", status, code[0] ? code : "(no code)",
              msg[0] ? msg : "(no message)", what);
@@ -683,6 +710,7 @@ oom:
     snprintf(errstr, errstr_size, "s3: out of memory (%s)", what);
     ret = IS_S3_TRANSIENT;
 done:
+    is_creds_release(cr);
     curl_slist_free_all(hl);
     is_sigv4_result_clear(&sig);
     free(enc_key);
@@ -856,8 +884,14 @@ is_s3_result_t is_s3_check_credentials(is_s3_t *s3, const char *key, char *errst
     }
     for (size_t i = 0; i < sizeof(credential_codes) / sizeof(credential_codes[0]); i++)
         if (!strcmp(s3->last_code, credential_codes[i].code)) {
-            snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
-                     credential_codes[i].hint, why);
+            if (s3->creds && strcmp(is_creds_source(s3->creds), "config"))
+                /* The keys did not come from s3.*: name where they did. */
+                snprintf(errstr, errstr_size,
+                         "the store rejects the credentials from %s (credentials chain): %s",
+                         is_creds_source(s3->creds), why);
+            else
+                snprintf(errstr, errstr_size, "the store rejects the credentials: %s: %s",
+                         credential_codes[i].hint, why);
             return IS_S3_PERMANENT;
         }
     if (s3->last_status >= 200 && s3->last_status < 500 && s3->last_status != 408 &&

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "creds.h"
+
 typedef struct is_s3 is_s3_t; /* one per thread: wraps one CURL easy handle (keeps
                                  connections alive); not thread-safe */
 
@@ -36,7 +38,13 @@ typedef struct is_s3_conf {
     const char *sse_kms_key_id; /* with aws:kms, may be NULL */
     const char *tls_ca_file;    /* PEM CAs for https; NULL/"": the system's CAs */
     int tls_insecure;           /* 1: accept any certificate and host name (tests only) */
-} is_s3_conf_t;                 /* strings are copied by is_s3_new */
+    /* Where the credentials come from (creds.h); when set, access_key,
+     * secret_key and session_token are ignored and every request signs with
+     * the provider's current snapshot. Not owned; must outlive the client.
+     * The store refusing a token (ExpiredToken, InvalidToken) then triggers
+     * a refresh and is TRANSIENT: the record is not at fault. */
+    is_creds_provider_t *creds;
+} is_s3_conf_t; /* strings are copied by is_s3_new */
 
 typedef enum { IS_S3_OK = 0, IS_S3_TRANSIENT = 1, IS_S3_PERMANENT = 2 } is_s3_result_t;
 

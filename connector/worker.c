@@ -893,12 +893,25 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
      * so a bad endpoint or session token fails start-up, not a thread. The
      * probe also reads the lifecycle rules: a short timeout, so a store
      * that hangs delays start-up by seconds, not a whole s3.timeout.ms. */
+    /* The credentials chain (creds.h): a source that is configured but
+     * gives nothing usable stops start-up here, naming it. */
+    {
+        is_creds_conf_t cc = {cfg->s3_access_key,
+                              cfg->s3_secret_key,
+                              cfg->s3_session_token,
+                              cfg->s3_region,
+                              cfg->s3_credentials_refresh_margin_ms,
+                              cfg->s3_credentials_timeout_ms};
+        if (!(w.creds = is_creds_provider_new(&cc, errstr, errstr_size)))
+            goto done;
+        IS_INFO("creds", json_pack("{s:s}", "source", is_creds_source(w.creds)),
+                "store credentials from %s", is_creds_source(w.creds));
+        is_health_creds(w.creds, cfg->s3_credentials_unhealthy_restart_ms);
+    }
     is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
                         .region = cfg->s3_region,
                         .bucket = cfg->s3_bucket,
-                        .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key,
-                        .session_token = cfg->s3_session_token,
+                        .creds = w.creds,
                         .path_style = cfg->s3_path_style,
                         .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
                         /* a silent store must not hold start-up for long */
@@ -959,6 +972,8 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     /* After everything checked locally (the DLQ producer validates the
      * kafka.* properties), before the group sees us. */
     if (is_check_lifecycle_startup(cfg, probe, errstr, errstr_size))
+        goto done;
+    if (is_creds_start(w.creds, errstr, errstr_size))
         goto done;
     /* Before the consumer joins, so readiness is answered (503) from the
      * start, and a port in use stops start-up before the group sees us. */
@@ -1078,6 +1093,8 @@ done:
     is_events_destroy(w.events);
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
+    is_health_creds(NULL, 0);
+    is_creds_provider_destroy(w.creds); /* after every S3 client */
     is_claimcheck_destroy(w.claimcheck);
     free(w.threads);
     free(w.slots);

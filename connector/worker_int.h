@@ -136,6 +136,7 @@ typedef struct is_worker {
      * record may reference (claimcheck.allowed) and ask to be kept
      * (retention.classes). */
     is_claimcheck_t *claimcheck;
+    is_creds_provider_t *creds; /* the store's credentials; any thread (creds.h) */
     int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
     int nretention;
 

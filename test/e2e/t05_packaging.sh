@@ -41,8 +41,8 @@ f=$(mktemp); printf "s3.bucket=b\ns3.timeout.ms = soon\n" >"$f"
 out=$("$0" run -c "$f" 2>&1); rc=$?; rm -f "$f"
 [ $rc -eq 2 ] && grep -q ":2: s3.timeout.ms=soon: expected an integer" <<<"$out"' "$BUILD/imgsink"
 check "imgsink run without credentials refuses to start" bash -c '
-out=$(env -u IMGSINK_S3_ACCESS_KEY "$0" run -X kafka.bootstrap.servers=127.0.0.1:1 -X s3.bucket=b 2>&1); rc=$?
-[ $rc -eq 2 ] && grep -q "s3.access.key" <<<"$out"' "$BUILD/imgsink"
+out=$(env -u IMGSINK_S3_ACCESS_KEY -u AWS_ACCESS_KEY_ID AWS_SHARED_CREDENTIALS_FILE=/nonexistent AWS_CONFIG_FILE=/nonexistent AWS_EC2_METADATA_DISABLED=true "$0" run -X kafka.bootstrap.servers=127.0.0.1:1 -X s3.bucket=b 2>&1); rc=$?
+[ $rc -ne 0 ] && grep -q "credentials: none found: set s3.access.key" <<<"$out"' "$BUILD/imgsink"
 check "a bad kafka.* property is reported with librdkafka's reason" bash -c '
 out=$(IMGSINK_S3_ACCESS_KEY=a IMGSINK_S3_SECRET_KEY=b timeout 20 "$0" run -X kafka.bootstrap.servers=127.0.0.1:1 -X s3.bucket=b -X kafka.no.such.prop=1 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -q "kafka.no.such.prop=1" <<<"$out"' "$BUILD/imgsink"
