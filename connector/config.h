@@ -85,6 +85,11 @@ typedef struct is_config {
     /* trust boundaries of the record: claim-check reads, retention classes */
     char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
     char *retention_classes;  /* days, comma-separated (keys.h) */
+    /* Schema Registry (connector/registry.h); "" url: none */
+    char *schema_registry_url;
+    char *schema_registry_userinfo; /* USER:PASSWORD, secret */
+    char *schema_registry_ca;
+    int64_t schema_registry_timeout_ms;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

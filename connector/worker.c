@@ -880,6 +880,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                                   errstr_size) ||
         !(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
         goto done; /* validated with the configuration: out of memory */
+    if (*cfg->schema_registry_url &&
+        !(w.registry = is_registry_new(cfg->schema_registry_url, cfg->schema_registry_userinfo,
+                                       cfg->schema_registry_ca,
+                                       (long)cfg->schema_registry_timeout_ms, errstr, errstr_size)))
+        goto done;
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
     /* After everything checked locally (the DLQ producer validates the
@@ -997,6 +1002,7 @@ done:
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
     is_claimcheck_destroy(w.claimcheck);
+    is_registry_destroy(w.registry);
     free(w.threads);
     free(w.slots);
     free(w.args);

@@ -35,6 +35,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "claimcheck.h"
+#include "registry.h"
 #include "clock.h"
 #include "config.h"
 #include "dlq.h"
@@ -127,6 +128,8 @@ typedef struct is_worker {
      * record may reference (claimcheck.allowed) and ask to be kept
      * (retention.classes). */
     is_claimcheck_t *claimcheck;
+    /* Schema Registry client (thread-safe), NULL without schema.registry.url. */
+    is_registry_t *registry;
     int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
     int nretention;
 
