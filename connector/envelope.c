@@ -401,6 +401,15 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, avro_s
         snprintf(kind, sizeof(kind), "plain Avro");
     }
 
+    /* A registry's writer schema: avro-c's resolved writer reads the
+     * writer's binary into a value of the bundled (reader) schema,
+     * skipping fields the reader does not have. Resolved first, so a
+     * schema of another record is reported as such. */
+    if (writer && !(rw_iface = avro_resolved_writer_new(writer, envelope_schema))) {
+        snprintf(why, sizeof(why), "writer schema cannot be resolved against ImageRecord: %.200s",
+                 avro_strerror());
+        goto done;
+    }
     if (is_avro_walk(msg, body, msg + len, writer ? writer : envelope_writer_schema(schema_id),
                      &items, why, sizeof(why)))
         goto done;
@@ -413,16 +422,7 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, avro_s
         goto done;
     }
     have_value = 1;
-    /* A registry's writer schema: avro-c's resolved writer reads the
-     * writer's binary into a value of the bundled (reader) schema,
-     * skipping fields the reader does not have. */
     if (writer) {
-        if (!(rw_iface = avro_resolved_writer_new(writer, envelope_schema))) {
-            snprintf(why, sizeof(why),
-                     "writer schema cannot be resolved against ImageRecord: %.200s",
-                     avro_strerror());
-            goto done;
-        }
         if (avro_resolved_writer_new_value(rw_iface, &rw)) {
             snprintf(why, sizeof(why), "out of memory");
             goto done;
