@@ -192,12 +192,12 @@ static size_t sat_mul(size_t a, size_t b)
     return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
 }
 
-/* The seam for Schema Registry support: the writer schema of a message.
- * Plain Avro (schema_id < 0) is always written with the bundled schema;
- * Confluent records are assumed to be too until writer schemas are fetched
- * by id and resolved (avro_resolved_reader_new) against the bundled one.
- * Note for then: avro-c 1.11.1 ignores field defaults, so a reader field
- * missing from the writer schema cannot be filled in by avro-c. */
+/* The writer schema of a message without a registry's: plain Avro
+ * (schema_id < 0) is written with the bundled schema, and so are Confluent
+ * records assumed to be. With a registry, is_envelope_decode_writer()
+ * passes the fetched schema to decode_as() instead. avro-c 1.11.1 ignores
+ * field defaults, so a reader field missing from the writer schema cannot
+ * be filled in. */
 static avro_schema_t envelope_writer_schema(int schema_id)
 {
     (void)schema_id;

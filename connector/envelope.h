@@ -6,12 +6,11 @@
  * the Confluent Schema Registry wire format: magic byte 0, a 4-byte
  * big-endian schema id, then Avro binary.
  *
- * Schema Registry: the writer schema of a Confluent record is currently
- * assumed to be equal to the bundled (reader) schema; the id is only read
- * and reported in is_record_t.schema_id. Fetching writer schemas by id and
- * resolving them against the reader schema plugs in at one place in
- * envelope.c (envelope_writer_schema()); the bounds checking below already
- * works for any writer schema.
+ * Schema Registry: is_envelope_decode() assumes the writer schema of a
+ * Confluent record is the bundled (reader) schema and only reports the id
+ * in is_record_t.schema_id. With a registry (registry.h), the worker
+ * fetches the writer schema by id and calls is_envelope_decode_writer(),
+ * which resolves it against the reader schema under the same bounds.
  *
  * Input is untrusted. Decoding is bounded three ways: the message size
  * (max_record_bytes), a validation pass over the Avro binary that checks
