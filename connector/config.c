@@ -13,6 +13,9 @@
 
 #include "claimcheck.h"
 #include "keys.h"
+#include "registry.h"
+
+#include <unistd.h>
 
 extern char **environ;
 
@@ -248,6 +251,19 @@ static const is_ckey_t keys[] = {
      "Credentials that cannot be refreshed (or that the store refuses) make /readyz answer 503 "
      "at once, with the reason; after this long /healthz fails too, so the orchestrator "
      "restarts the worker. 0: never."},
+    {"schema.registry.url", T_STR, O(schema_registry_url), "", 0, 0, NULL, 0,
+     "Confluent-compatible Schema Registry API root, e.g. "
+     "http://registry:8080/apis/ccompat/v7 (Apicurio) or http://registry:8081 (Confluent). Set: "
+     "the writer schema of each Confluent wire-format record is fetched by its id, cached, and "
+     "resolved against the bundled ImageRecord schema (a producer may add fields). An id the "
+     "registry does not know (404, error_code 40403) goes to the DLQ (class envelope); an "
+     "unreachable registry is retried. Empty: Confluent records must use the bundled schema."},
+    {"schema.registry.basic.auth.user.info", T_STR, O(schema_registry_userinfo), "", 0, 0, NULL,
+     F_SECRET, "USER:PASSWORD for HTTP basic authentication to the Schema Registry (optional)."},
+    {"schema.registry.ssl.ca.location", T_STR, O(schema_registry_ca), "", 0, 0, NULL, 0,
+     "PEM file of CA certificates that verify an https Schema Registry (default: the system's)."},
+    {"schema.registry.timeout.ms", T_INT, O(schema_registry_timeout_ms), "10000", 100, 600000, NULL,
+     0, "Timeout of one Schema Registry request; a timed-out lookup is retried."},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -784,6 +800,25 @@ int is_config_validate(const is_config_t *cfg, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size,
                  "retry.backoff.initial.ms=%lld: expected at most retry.backoff.max.ms (%lld)",
                  (long long)cfg->retry_backoff_initial_ms, (long long)cfg->retry_backoff_max_ms);
+        return -1;
+    }
+    if (*cfg->schema_registry_url) {
+        is_registry_t *reg = is_registry_new(
+            cfg->schema_registry_url, cfg->schema_registry_userinfo, cfg->schema_registry_ca,
+            (long)cfg->schema_registry_timeout_ms, errstr, errstr_size);
+        if (!reg)
+            return -1;
+        is_registry_destroy(reg);
+        if (*cfg->schema_registry_ca && access(cfg->schema_registry_ca, R_OK)) {
+            snprintf(errstr, errstr_size,
+                     "schema.registry.ssl.ca.location=%s: expected a readable PEM file (%s)",
+                     cfg->schema_registry_ca, strerror(errno));
+            return -1;
+        }
+    } else if (*cfg->schema_registry_userinfo || *cfg->schema_registry_ca) {
+        snprintf(errstr, errstr_size,
+                 "schema.registry.url: required when schema.registry.basic.auth.user.info or "
+                 "schema.registry.ssl.ca.location is set, but not set");
         return -1;
     }
     return 0;

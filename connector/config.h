@@ -95,6 +95,11 @@ typedef struct is_config {
     char *events_topic; /* "" disables */
     char *analytics_group_id, *analytics_prefix;
     int64_t analytics_max_delay_ms, analytics_max_file_bytes, analytics_retention_days;
+    /* Schema Registry (connector/registry.h); "" url: none */
+    char *schema_registry_url;
+    char *schema_registry_userinfo; /* USER:PASSWORD, secret */
+    char *schema_registry_ca;
+    int64_t schema_registry_timeout_ms;
     /* kafka.* */
     is_kv_t *kafka;
     size_t nkafka;

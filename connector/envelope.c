@@ -192,12 +192,12 @@ static size_t sat_mul(size_t a, size_t b)
     return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
 }
 
-/* The seam for Schema Registry support: the writer schema of a message.
- * Plain Avro (schema_id < 0) is always written with the bundled schema;
- * Confluent records are assumed to be too until writer schemas are fetched
- * by id and resolved (avro_resolved_reader_new) against the bundled one.
- * Note for then: avro-c 1.11.1 ignores field defaults, so a reader field
- * missing from the writer schema cannot be filled in by avro-c. */
+/* The writer schema of a message without a registry's: plain Avro
+ * (schema_id < 0) is written with the bundled schema, and so are Confluent
+ * records assumed to be. With a registry, is_envelope_decode_writer()
+ * passes the fetched schema to decode_as() instead. avro-c 1.11.1 ignores
+ * field defaults, so a reader field missing from the writer schema cannot
+ * be filled in. */
 static avro_schema_t envelope_writer_schema(int schema_id)
 {
     (void)schema_id;
@@ -364,9 +364,12 @@ static int record_validate(const is_record_t *rec, char *errstr, size_t errstr_s
  * (prefixed with the kind, e.g. "plain Avro: id is empty") and sets
  * *well_formed when the Avro binary itself decoded and only a field rule
  * failed: then the bytes are certainly of this kind. */
-static int decode_as(const unsigned char *msg, size_t len, int confluent, is_record_t **recp,
-                     char *errstr, size_t errstr_size, int *well_formed)
+static int decode_as(const unsigned char *msg, size_t len, int confluent, avro_schema_t writer,
+                     is_record_t **recp, char *errstr, size_t errstr_size, int *well_formed)
 {
+    avro_value_iface_t *rw_iface = NULL;
+    avro_value_t rw;
+    int have_rw = 0;
     const unsigned char *body;
     char kind[48], why[512];
     int schema_id = -1, have_value = 0, r = -1, rc;
@@ -398,8 +401,17 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, is_rec
         snprintf(kind, sizeof(kind), "plain Avro");
     }
 
-    if (is_avro_walk(msg, body, msg + len, envelope_writer_schema(schema_id), &items, why,
-                     sizeof(why)))
+    /* A registry's writer schema: avro-c's resolved writer reads the
+     * writer's binary into a value of the bundled (reader) schema,
+     * skipping fields the reader does not have. Resolved first, so a
+     * schema of another record is reported as such. */
+    if (writer && !(rw_iface = avro_resolved_writer_new(writer, envelope_schema))) {
+        snprintf(why, sizeof(why), "writer schema cannot be resolved against ImageRecord: %.200s",
+                 avro_strerror());
+        goto done;
+    }
+    if (is_avro_walk(msg, body, msg + len, writer ? writer : envelope_writer_schema(schema_id),
+                     &items, why, sizeof(why)))
         goto done;
 
     /* The value and the reader are created outside the budget: their
@@ -410,6 +422,14 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, is_rec
         goto done;
     }
     have_value = 1;
+    if (writer) {
+        if (avro_resolved_writer_new_value(rw_iface, &rw)) {
+            snprintf(why, sizeof(why), "out of memory");
+            goto done;
+        }
+        have_rw = 1;
+        avro_resolved_writer_set_dest(&rw, &value);
+    }
     if (!(reader = avro_reader_memory((const char *)body, (int64_t)(msg + len - body)))) {
         snprintf(why, sizeof(why), "out of memory");
         goto done;
@@ -418,7 +438,7 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, is_rec
     budget.limit = sat_add(sat_add(ENVELOPE_BUDGET_BASE, sat_mul(len, 2)),
                            sat_mul(items, ENVELOPE_BUDGET_PER_ITEM));
     tl_budget = &budget;
-    rc = avro_value_read(reader, &value);
+    rc = avro_value_read(reader, have_rw ? &rw : &value);
     tl_budget = NULL;
     tl_last_peak = budget.peak;
     if (rc) {
@@ -453,6 +473,10 @@ static int decode_as(const unsigned char *msg, size_t len, int confluent, is_rec
 done:
     if (reader)
         avro_reader_free(reader);
+    if (have_rw)
+        avro_value_decref(&rw);
+    if (rw_iface)
+        avro_value_iface_decref(rw_iface);
     if (have_value)
         avro_value_decref(&value);
     if (r) {
@@ -495,16 +519,16 @@ int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
 
     switch (fmt) {
     case IS_ENVELOPE_AVRO:
-        return decode_as(msg, len, 0, recp, errstr, errstr_size, &plain_ok);
+        return decode_as(msg, len, 0, NULL, recp, errstr, errstr_size, &plain_ok);
     case IS_ENVELOPE_CONFLUENT:
         if (msg[0] != 0) {
             snprintf(errstr, errstr_size, "unknown magic byte 0x%02x", msg[0]);
             return -1;
         }
-        return decode_as(msg, len, 1, recp, errstr, errstr_size, &conf_ok);
+        return decode_as(msg, len, 1, NULL, recp, errstr, errstr_size, &conf_ok);
     case IS_ENVELOPE_AUTO:
         if (msg[0] != 0)
-            return decode_as(msg, len, 0, recp, errstr, errstr_size, &plain_ok);
+            return decode_as(msg, len, 0, NULL, recp, errstr, errstr_size, &plain_ok);
         break;
     default:
         snprintf(errstr, errstr_size, "unknown envelope format %d", (int)fmt);
@@ -518,10 +542,10 @@ int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
      * either is taken; otherwise the reason must name the real problem: a
      * plain-Avro parse that got as far as the field rules (e.g. "id is
      * empty") is what the producer sent, else both attempts are reported. */
-    if (!decode_as(msg, len, 1, recp, as_confluent, sizeof(as_confluent), &conf_ok))
+    if (!decode_as(msg, len, 1, NULL, recp, as_confluent, sizeof(as_confluent), &conf_ok))
         return 0;
     size_t conf_peak = tl_last_peak;
-    if (!decode_as(msg, len, 0, recp, as_plain, sizeof(as_plain), &plain_ok))
+    if (!decode_as(msg, len, 0, NULL, recp, as_plain, sizeof(as_plain), &plain_ok))
         return 0;
     if (plain_ok && !conf_ok) {
         snprintf(errstr, errstr_size, "%s (and not a Confluent record: %s)", as_plain,
@@ -532,6 +556,31 @@ int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
                  as_plain + strlen("plain Avro: "));
     }
     return -1;
+}
+
+int is_envelope_decode_writer(const void *buf, size_t len, size_t max_record_bytes,
+                              avro_schema_t writer, is_record_t **recp, char *errstr,
+                              size_t errstr_size)
+{
+    int well_formed;
+
+    tl_last_peak = 0;
+    if (recp)
+        *recp = NULL;
+    if (!recp || !buf || !writer || !envelope_iface) {
+        snprintf(errstr, errstr_size, "invalid arguments");
+        return -1;
+    }
+    if (len > max_record_bytes) {
+        snprintf(errstr, errstr_size, "message is %zu bytes, exceeds the limit of %zu", len,
+                 max_record_bytes);
+        return -1;
+    }
+    if (len < ENVELOPE_CONFLUENT_HDR || ((const unsigned char *)buf)[0] != 0) {
+        snprintf(errstr, errstr_size, "not a Confluent record");
+        return -1;
+    }
+    return decode_as(buf, len, 1, writer, recp, errstr, errstr_size, &well_formed);
 }
 
 static int set_string(avro_value_t *rec, const char *name, const char *s)

@@ -6,12 +6,11 @@
  * the Confluent Schema Registry wire format: magic byte 0, a 4-byte
  * big-endian schema id, then Avro binary.
  *
- * Schema Registry: the writer schema of a Confluent record is currently
- * assumed to be equal to the bundled (reader) schema; the id is only read
- * and reported in is_record_t.schema_id. Fetching writer schemas by id and
- * resolving them against the reader schema plugs in at one place in
- * envelope.c (envelope_writer_schema()); the bounds checking below already
- * works for any writer schema.
+ * Schema Registry: is_envelope_decode() assumes the writer schema of a
+ * Confluent record is the bundled (reader) schema and only reports the id
+ * in is_record_t.schema_id. With a registry (registry.h), the worker
+ * fetches the writer schema by id and calls is_envelope_decode_writer(),
+ * which resolves it against the reader schema under the same bounds.
  *
  * Input is untrusted. Decoding is bounded three ways: the message size
  * (max_record_bytes), a validation pass over the Avro binary that checks
@@ -31,6 +30,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <avro.h>
 
 /* Limits enforced by is_envelope_decode(). id and tenant become path
  * segments of object keys and must pass is_keys_check_segment() (keys.h):
@@ -114,6 +115,18 @@ const char *is_envelope_schema_json(void);
 int is_envelope_decode(const void *buf, size_t len, is_envelope_format_t fmt,
                        size_t max_record_bytes, is_record_t **recp, char *errstr,
                        size_t errstr_size);
+
+/* Decodes a Confluent wire-format message whose writer schema a Schema
+ * Registry gave for its id (registry.h): the Avro binary is checked and
+ * decoded with writer and resolved against the bundled reader schema
+ * (avro-c's resolved writer), under the same bounds as is_envelope_decode().
+ * Writer fields the reader lacks are skipped, so a producer may add
+ * optional fields; avro-c 1.11.1 ignores defaults, so a writer without one
+ * of the reader's fields cannot be resolved (an error naming it). Any
+ * thread; same results as is_envelope_decode(). */
+int is_envelope_decode_writer(const void *buf, size_t len, size_t max_record_bytes,
+                              avro_schema_t writer, is_record_t **recp, char *errstr,
+                              size_t errstr_size);
 
 /* Encodes a record: schema_id < 0 gives plain Avro, otherwise the Confluent
  * wire format with that id. Any thread. On success *bufp is malloc'ed (the

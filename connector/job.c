@@ -548,6 +548,55 @@ done:
     return out;
 }
 
+/* With a Schema Registry, a record in the Confluent wire format: magic
+ * byte 0 and a schema id (input.format auto or confluent). In auto, a plain
+ * Avro record starting with 0x00 has an empty id, which is invalid anyway:
+ * it goes to the DLQ through the registry path (its "schema id" is unknown)
+ * instead of being tried both ways. */
+static int registry_record(const is_worker_t *w, const rd_kafka_message_t *rkm)
+{
+    return w->envfmt != IS_ENVELOPE_AVRO && rkm->len >= 5 &&
+           ((const unsigned char *)rkm->payload)[0] == 0;
+}
+
+/* Decodes a Confluent record with its writer schema from the registry.
+ * The lookup is retried while the registry cannot answer (registry.h).
+ * 0 decoded, 1 permanent failure (reason), -1 gave up. */
+static int registry_decode(jctx_t *j, const rd_kafka_message_t *rkm, is_record_t **recp,
+                           char *reason, size_t reason_size)
+{
+    const unsigned char *p = rkm->payload;
+    uint32_t uid = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+    avro_schema_t writer = NULL;
+    int rc;
+
+    if (uid > INT32_MAX) {
+        snprintf(reason, reason_size, "Confluent: schema id %u out of range", (unsigned)uid);
+        return 1;
+    }
+    for (int attempt = 0;; attempt++) {
+        if (attempt_begin(j, IS_PHASE_GET, attempt))
+            return -1;
+        rc = is_registry_schema(j->w->registry, (int)uid, &writer, reason, reason_size);
+        if (rc >= 0)
+            break;
+        IS_WARN("registry",
+                json_pack("{s:s, s:i, s:I, s:i}", "topic", rd_kafka_topic_name(rkm->rkt),
+                          "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
+                          "attempt", attempt + 1),
+                "schema lookup failed, retrying: %s", reason);
+        if (backoff(j, attempt, IS_M_RETRY_REGISTRY))
+            return -1;
+    }
+    if (rc > 0)
+        return 1;
+    rc =
+        is_envelope_decode_writer(rkm->payload, rkm->len, (size_t)j->w->cfg->input_max_record_bytes,
+                                  writer, recp, reason, reason_size);
+    avro_schema_decref(writer);
+    return rc ? 1 : 0;
+}
+
 /* One record to its outcome. For REC_DLQ, *klass and reason say why. */
 static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const char **klass,
                              char *reason, size_t reason_size)
@@ -558,8 +607,15 @@ static rec_outcome_t process(jctx_t *j, const rd_kafka_message_t *rkm, const cha
     if (w->s3events == 2 ||
         (w->s3events == 1 && rkm->len && ((const char *)rkm->payload)[0] == '{'))
         return process_s3_event(j, rkm, klass, reason, reason_size);
-    if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
-                           (size_t)w->cfg->input_max_record_bytes, &rec, reason, reason_size)) {
+    if (w->registry && registry_record(w, rkm)) {
+        int rc = registry_decode(j, rkm, &rec, reason, reason_size);
+        if (rc) {
+            *klass = "envelope";
+            return rc < 0 ? REC_ABANDONED : REC_DLQ;
+        }
+    } else if (is_envelope_decode(rkm->payload, rkm->len, w->envfmt,
+                                  (size_t)w->cfg->input_max_record_bytes, &rec, reason,
+                                  reason_size)) {
         *klass = "envelope";
         return REC_DLQ;
     }

@@ -46,6 +46,7 @@ static const series_t counters[IS_M_NCOUNTERS] = {
     [IS_M_RETRY_CLAIM_CHECK] = {"imgsink_retries_total", "class=\"claim-check\"", RETRY_HELP},
     [IS_M_RETRY_PIPELINE] = {"imgsink_retries_total", "class=\"pipeline\"", RETRY_HELP},
     [IS_M_RETRY_DLQ] = {"imgsink_retries_total", "class=\"dlq\"", RETRY_HELP},
+    [IS_M_RETRY_REGISTRY] = {"imgsink_retries_total", "class=\"registry\"", RETRY_HELP},
     [IS_M_RETRY_BUDGET_WAITS] = {"imgsink_retry_budget_waits_total", NULL,
                                  "Retries that had to wait for the retry budget "
                                  "(retry.budget.*) after their backoff."},

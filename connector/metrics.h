@@ -37,6 +37,7 @@ typedef enum {
     IS_M_RETRY_CLAIM_CHECK,
     IS_M_RETRY_PIPELINE,
     IS_M_RETRY_DLQ,
+    IS_M_RETRY_REGISTRY,     /* Schema Registry lookups (registry.h) */
     IS_M_RETRY_BUDGET_WAITS, /* imgsink_retry_budget_waits_total */
     IS_M_STUCK_INTERRUPTED,  /* imgsink_stuck_jobs_total{action} */
     IS_M_STUCK_HANDED_OVER,

@@ -24,6 +24,7 @@
 #include "keys.h"
 #include "log.h"
 #include "progress.h"
+#include "registry.h"
 
 typedef struct prod_opts {
     const char *topic, *tenant, *source, *id_prefix;
@@ -223,6 +224,10 @@ static void usage(FILE *fp)
                 "  -b, --brokers LIST       bootstrap servers (else kafka.bootstrap.servers)\n"
                 "      --format F           avro (plain Avro binary, default) or confluent\n"
                 "      --schema-id N        schema id for --format confluent (default 1)\n"
+                "      --schema-registry URL  register the ImageRecord schema under TOPIC-value\n"
+                "                           in this Confluent-compatible Schema Registry and\n"
+                "                           produce --format confluent with the id it returns\n"
+                "                           (schema.registry.* keys give basic auth and a CA)\n"
                 "      --tenant T           tenant (default \"demo\")\n"
                 "      --source S           stream or api (default stream)\n"
                 "      --id-prefix P        prepended to every id\n"
@@ -238,6 +243,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
                                           {"brokers", required_argument, 0, 'b'},
                                           {"format", required_argument, 0, 'f'},
                                           {"schema-id", required_argument, 0, 's'},
+                                          {"schema-registry", required_argument, 0, 'G'},
                                           {"tenant", required_argument, 0, 'T'},
                                           {"source", required_argument, 0, 'S'},
                                           {"id-prefix", required_argument, 0, 'p'},
@@ -248,7 +254,7 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
                                           {0, 0, 0, 0}};
     prod_opts_t o = {NULL, "demo", "stream", "", -1, 0, 1, 7};
     prod_stats_t st = {0};
-    const char *format = "avro";
+    const char *format = "avro", *registry_url = NULL;
     int schema_id = 1, c, rc = 1;
     char errstr[512];
     char **files = NULL;
@@ -273,6 +279,10 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
             break;
         case 's':
             schema_id = atoi(optarg);
+            break;
+        case 'G':
+            registry_url = optarg;
+            format = "confluent";
             break;
         case 'T':
             o.tenant = optarg;
@@ -331,6 +341,22 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     for (int i = optind; i < argc; i++)
         if (collect(argv[i], &files, &nfiles))
             goto done;
+    if (registry_url) {
+        char subject[300];
+        is_registry_t *reg =
+            is_registry_new(registry_url, cfg->schema_registry_userinfo, cfg->schema_registry_ca,
+                            (long)cfg->schema_registry_timeout_ms, errstr, sizeof(errstr));
+        snprintf(subject, sizeof(subject), "%s-value", o.topic);
+        if (!reg || is_registry_register(reg, subject, is_envelope_schema_json(), &o.schema_id,
+                                         errstr, sizeof(errstr))) {
+            is_log_printf(stderr, "imgsink produce: --schema-registry %s: %s\n", registry_url,
+                          errstr);
+            is_registry_destroy(reg);
+            goto done;
+        }
+        is_registry_destroy(reg);
+        printf("registered the ImageRecord schema under %s: id %d\n", subject, o.schema_id);
+    }
 
     rd_kafka_conf_t *conf = is_kafka_conf_new(cfg, IS_KAFKA_PRODUCER, errstr, sizeof(errstr));
     if (!conf || is_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof(errstr)) ||

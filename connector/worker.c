@@ -965,6 +965,11 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                                   errstr_size) ||
         !(w.claimcheck = is_claimcheck_new(cfg->claimcheck_allowed, errstr, errstr_size)))
         goto done; /* validated with the configuration: out of memory */
+    if (*cfg->schema_registry_url &&
+        !(w.registry = is_registry_new(cfg->schema_registry_url, cfg->schema_registry_userinfo,
+                                       cfg->schema_registry_ca,
+                                       (long)cfg->schema_registry_timeout_ms, errstr, errstr_size)))
+        goto done;
     if (!(w.offsets = is_offsets_new()) || !(w.dlq = is_dlq_new(cfg, errstr, errstr_size)))
         goto done;
     if (*cfg->events_topic && !(w.events = is_events_new(cfg, errstr, errstr_size)))
@@ -1096,6 +1101,7 @@ done:
     is_health_creds(NULL, 0);
     is_creds_provider_destroy(w.creds); /* after every S3 client */
     is_claimcheck_destroy(w.claimcheck);
+    is_registry_destroy(w.registry);
     free(w.threads);
     free(w.slots);
     free(w.args);

@@ -35,6 +35,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "claimcheck.h"
+#include "registry.h"
 #include "clock.h"
 #include "config.h"
 #include "dlq.h"
@@ -137,6 +138,8 @@ typedef struct is_worker {
      * (retention.classes). */
     is_claimcheck_t *claimcheck;
     is_creds_provider_t *creds; /* the store's credentials; any thread (creds.h) */
+    /* Schema Registry client (thread-safe), NULL without schema.registry.url. */
+    is_registry_t *registry;
     int retention_days[IS_KEYS_MAX_RETENTION_CLASSES];
     int nretention;
 

@@ -168,3 +168,26 @@ else
 	echo "$req_sum" >"$IMGSINK_VENV/.stamp"
 	echo "python test tools: installed ($(grep -cE '^[A-Za-z]' "$req") pinned packages)"
 fi
+
+# --- Apicurio Registry (Schema Registry of the tests), from Maven Central ----
+# The "all" tar.gz is a Quarkus app (quarkus-run.jar + lib/); registry-pom.xml
+# unpacks it. Same stamp scheme as Kafka: the pom's hash.
+rpom="$STACK_SCRIPTS/registry-pom.xml"
+rpom_sum=$(sha256sum "$rpom" | cut -d' ' -f1)
+if [[ -f $REGISTRY_HOME/.stamp && "$(<"$REGISTRY_HOME/.stamp")" == "$rpom_sum" ]]; then
+	echo "apicurio-registry $REGISTRY_VERSION: present"
+else
+	grep -q "<registry.version>$REGISTRY_VERSION</registry.version>" "$rpom" ||
+		die "registry-pom.xml and test/stack/common.sh disagree on the registry version"
+	rm -rf "$REGISTRY_HOME"
+	mkdir -p "$REGISTRY_HOME"
+	mvnlog="$REGISTRY_HOME/mvn.log"
+	mvn -B -Dstyle.color=never -f "$rpom" dependency:unpack \
+		-DoutputDirectory="$REGISTRY_HOME/app.tmp" -Dmarkers.dir="$REGISTRY_HOME/markers" >"$mvnlog" 2>&1 ||
+		{ tail -n 40 "$mvnlog" >&2; die "maven failed (log: $mvnlog)"; }
+	[[ -f $REGISTRY_HOME/app.tmp/quarkus-run.jar ]] || die "maven did not provide quarkus-run.jar"
+	mv "$REGISTRY_HOME/app.tmp" "$REGISTRY_HOME/app"
+	echo "$rpom_sum" >"$REGISTRY_HOME/.stamp"
+	echo "apicurio-registry $REGISTRY_VERSION: installed"
+fi
+java21_bin >/dev/null || die "Apicurio Registry needs Java 21+ (see above)"

@@ -144,3 +144,23 @@ spawn() {
 	done
 	die "$1 did not start (no PID file $pidfile)"
 }
+
+# Apicurio Registry (the Schema Registry of the tests), unpacked from its
+# Maven "all" tar.gz by deps.sh (registry-pom.xml); run by registry.sh.
+REGISTRY_VERSION=3.3.3
+REGISTRY_HOME="$IMGSINK_CACHE/apicurio-registry-$REGISTRY_VERSION"
+
+# java21_bin: a java of version 21 or newer under /usr/lib/jvm (Apicurio 3
+# needs it; Debian 12's default is 17), newest first; fails with a message.
+java21_bin() {
+	local j v
+	for j in $(ls -d /usr/lib/jvm/*/bin/java 2>/dev/null | sort -rV); do
+		v=$("$j" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+		if [[ $v =~ ^[0-9]+$ ]] && ((v >= 21)); then
+			echo "$j"
+			return 0
+		fi
+	done
+	printf 'error: %s\n' "no Java 21 or newer under /usr/lib/jvm/*/bin/java (Apicurio Registry $REGISTRY_VERSION needs one; found: $(ls /usr/lib/jvm 2>/dev/null | tr '\n' ' '))" >&2
+	return 1
+}
