@@ -381,7 +381,18 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         atomic_store(&w->fatal, 1);
         return;
     }
-    IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", reason);
+    char line[640];
+    is_kafka_explain(reason, line, sizeof(line));
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
+        strstr(reason, "certificate verify failed")) {
+        /* Not transient: retried by librdkafka, but it takes an operator. */
+        IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", line);
+    } else {
+        IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", line);
+    }
+    char named[700];
+    snprintf(named, sizeof(named), "%s: %s", rd_kafka_err2name(err), line);
+    is_health_kafka_error(named);
 }
 
 /* Out of memory for a record's bookkeeping: the record is neither
