@@ -192,7 +192,8 @@ write_config() {
 		sasl.enabled.mechanisms=SCRAM-SHA-512
 		listener.name.sasl.scram-sha-512.sasl.jaas.config=$jaas
 		listener.name.badname.scram-sha-512.sasl.jaas.config=$jaas
-		ssl.principal.mapping.rules=RULE:^CN=([^,]*),.*\$/\$1/,DEFAULT
+		# The DN is in RFC 2253 order (O=...,CN=...): take the CN wherever it is.
+		ssl.principal.mapping.rules=RULE:^(?:.*,)?CN=([^,]*)(?:,.*)?\$/\$1/,DEFAULT
 		authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 		allow.everyone.if.no.acl.found=false
 		# The admin listener, the controller and the broker itself.
