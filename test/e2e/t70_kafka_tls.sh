@@ -152,7 +152,7 @@ WORKER_PIDS=()
 # bad_case NAME WHAT-IN-CHECK -X...: check fails with WHAT; a worker logs it
 # as an error and /readyz answers 503 with it.
 bad_case() {
-    local name=$1 want=$2 rc code body
+    local name=$1 want=$2 rc code
     shift 2
     timeout 120 "$IMGSINK" check -c "$TMP/sasl-quiet.conf" "$@" >"$TMP/$name-check.out" 2>&1
     rc=$?
