@@ -120,8 +120,9 @@ void is_admin_last_error(is_admin_t *ad, char *buf, size_t size)
 static void unreachable(is_admin_t *ad, const char *what, rd_kafka_resp_err_t err, char *errstr,
                         size_t errstr_size)
 {
-    char last[512];
-    is_admin_last_error(ad, last, sizeof(last));
+    char raw[512], last[768];
+    is_admin_last_error(ad, raw, sizeof(raw));
+    is_kafka_explain(raw, last, sizeof(last)); /* why a certificate was refused */
     snprintf(errstr, errstr_size, "%s: no answer from Kafka at %s within %d s (%s%s%s)", what,
              ad->bootstrap, IS_ADMIN_TIMEOUT_MS / 1000, rd_kafka_err2str(err),
              last[0] ? "; last error: " : "", last);

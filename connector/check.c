@@ -444,8 +444,10 @@ static void check_kafka(check_run_t *run, const is_config_t *cfg)
     for (size_t i = 0; i < ntopics; i++) {
         const char *what = i < ninput ? "topic" : "dlq";
         if (counts[i] < 0)
-            report(run, 0, what, "%s does not exist (%s)", topics[i],
-                   i < ninput ? "input.topics" : "dlq.topic");
+            report(run, 0, what,
+                   "%s does not exist (%s), or an ACL hides it: this principal needs "
+                   "Describe on it",
+                   topics[i], i < ninput ? "input.topics" : "dlq.topic");
         else if (leaderless[i])
             report(run, 0, what, "%s: %d of %d partitions have no leader", topics[i], leaderless[i],
                    counts[i]);

@@ -140,6 +140,16 @@ static size_t add_header(rd_kafka_headers_t *hdrs, const char *name, const char 
     return header_size(name, strlen(value));
 }
 
+/* A refusal only an operator can lift: retried like any failed DLQ
+ * produce (a dead letter is never skipped), but named. */
+static const char *acl_hint(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+               ? " (a Kafka ACL is missing: the worker's principal needs Write on the DLQ topic; "
+                 "see deploy/kafka/acls.sh)"
+               : "";
+}
+
 int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass, const char *reason,
                 const is_dlq_ref_t *ref, char *errstr, size_t errstr_size)
 {
@@ -208,7 +218,8 @@ int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
         rd_kafka_headers_destroy(hdrs);
         if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !ref)
             return IS_DLQ_TOO_LARGE;
-        snprintf(errstr, errstr_size, "produce to %s: %s", dlq->topic, rd_kafka_err2str(err));
+        snprintf(errstr, errstr_size, "produce to %s: %s%s", dlq->topic, rd_kafka_err2str(err),
+                 acl_hint(err));
         return -1;
     }
     /* message.timeout.ms bounds this wait: librdkafka always reports. */
@@ -221,7 +232,8 @@ int is_dlq_send(is_dlq_t *dlq, const rd_kafka_message_t *rkm, const char *klass,
              st.err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE) &&
             !ref)
             return IS_DLQ_TOO_LARGE;
-        snprintf(errstr, errstr_size, "deliver to %s: %s", dlq->topic, rd_kafka_err2str(st.err));
+        snprintf(errstr, errstr_size, "deliver to %s: %s%s", dlq->topic, rd_kafka_err2str(st.err),
+                 acl_hint(st.err));
         return -1;
     }
     return 0;

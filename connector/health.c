@@ -28,6 +28,8 @@ void is_health_creds(is_creds_provider_t *cp, int64_t restart_ms)
     creds = cp;
     creds_restart_ms = restart_ms;
 }
+static char kafka_error[640]; /* last client-level Kafka error, "" if none */
+static int64_t kafka_error_ms;
 
 void is_health_start(void)
 {
@@ -37,6 +39,15 @@ void is_health_start(void)
     pthread_mutex_lock(&lock);
     joined = assigned = have_stats = brokers_up = 0;
     cgrp_state[0] = '\0';
+    kafka_error[0] = '\0';
+    pthread_mutex_unlock(&lock);
+}
+
+void is_health_kafka_error(const char *error)
+{
+    pthread_mutex_lock(&lock);
+    snprintf(kafka_error, sizeof(kafka_error), "%s", error ? error : "");
+    kafka_error_ms = is_now_ms();
     pthread_mutex_unlock(&lock);
 }
 
@@ -119,6 +130,13 @@ int is_health_ready(int64_t stall_ms, char *why, size_t why_size)
     else {
         snprintf(why, why_size, "ready: %d partitions assigned", assigned);
         ok = 1;
+    }
+    if (!ok && kafka_error[0]) {
+        /* Not ready: the client's own last complaint is usually why (a
+         * refused password or certificate never lets the member join). */
+        size_t n = strlen(why);
+        snprintf(why + n, why_size - n, "; last Kafka error (%lld s ago): %s",
+                 (long long)((is_now_ms() - kafka_error_ms) / 1000), kafka_error);
     }
     pthread_mutex_unlock(&lock);
     return ok;

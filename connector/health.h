@@ -40,6 +40,11 @@ void is_health_group(int joined, int assigned);
  * connected). */
 void is_health_kafka(int brokers_up, const char *cgrp_state);
 
+/* The consumer's last error event (authentication, TLS, transport), one
+ * line, secrets never in it (librdkafka's reasons hold none). A not-ready
+ * answer appends it with its age. Poll thread (error callback). */
+void is_health_kafka_error(const char *error);
+
 /* The worker is shutting down: not ready any more. */
 void is_health_stopping(void);
 

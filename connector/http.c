@@ -87,7 +87,7 @@ static enum MHD_Result reply_line(struct MHD_Connection *conn, unsigned int stat
  * imgsink_live catches what a liveness probe would. NULL when out of memory. */
 static char *metrics_text(const is_http_t *h, size_t *len)
 {
-    char why[256], *buf = NULL;
+    char why[1024], *buf = NULL;
     size_t n = 0;
     char *text = is_metrics_render(NULL);
     FILE *fp = text ? open_memstream(&buf, &n) : NULL;
@@ -120,7 +120,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               size_t *upload_data_size, void **con_cls)
 {
     is_http_t *h = cls;
-    char why[256];
+    char why[1024];
     (void)version;
     (void)upload_data;
     (void)upload_data_size;

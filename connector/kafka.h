@@ -14,10 +14,18 @@ typedef enum { IS_KAFKA_CONSUMER, IS_KAFKA_PRODUCER } is_kafka_role_t;
 /* Builds a librdkafka configuration from the kafka.* keys: consumer-only
  * properties (group.*, auto.offset.reset, ...) are not given to producers so
  * librdkafka does not warn about them. librdkafka's own log lines are routed
- * into imgsink's JSON log with component "rdkafka". Returns NULL with
+ * into imgsink's JSON log with component "rdkafka", and a refused broker
+ * certificate is recorded for is_kafka_explain. Returns NULL with
  * "kafka.KEY=VALUE: librdkafka's reason" in errstr on a bad property. */
 rd_kafka_conf_t *is_kafka_conf_new(const is_config_t *cfg, is_kafka_role_t role, char *errstr,
                                    size_t errstr_size);
+
+/* Copies librdkafka's error REASON to OUT; when it is a refused broker
+ * certificate ("certificate verify failed"), says instead why OpenSSL
+ * refused the last one (unknown CA, host name mismatch, expired...):
+ * librdkafka's own message blames ssl.ca.location whatever the reason.
+ * Any thread. */
+void is_kafka_explain(const char *reason, char *out, size_t out_size);
 
 /* Sets one property or fills errstr naming it. */
 int is_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,

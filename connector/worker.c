@@ -400,7 +400,18 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         atomic_store(&w->fatal, 1);
         return;
     }
-    IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", reason);
+    char line[640];
+    is_kafka_explain(reason, line, sizeof(line));
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
+        strstr(reason, "certificate verify failed")) {
+        /* Not transient: retried by librdkafka, but it takes an operator. */
+        IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", line);
+    } else {
+        IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", line);
+    }
+    char named[700];
+    snprintf(named, sizeof(named), "%s: %s", rd_kafka_err2name(err), line);
+    is_health_kafka_error(named);
 }
 
 /* Out of memory for a record's bookkeeping: the record is neither
@@ -466,7 +477,22 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
 static void take(is_worker_t *w, rd_kafka_message_t *rkm)
 {
     if (rkm->err) {
-        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (rkm->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED ||
+            rkm->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+            /* Retried by librdkafka, but only an operator adding the ACL
+             * helps: an error, in the log and in /readyz. */
+            char line[600];
+            snprintf(line, sizeof(line),
+                     "consumer: %s%s%s (a Kafka ACL is missing: the worker's principal needs Read "
+                     "on %s; see deploy/kafka/acls.sh)",
+                     rd_kafka_message_errstr(rkm), rkm->rkt ? ": topic " : "",
+                     rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
+                     rkm->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED
+                         ? "its group (kafka.group.id)"
+                         : "every input topic");
+            IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(rkm->err)), "%s", line);
+            is_health_kafka_error(line);
+        } else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(rkm->err)),
                     "consumer: %s", rd_kafka_message_errstr(rkm));
         rd_kafka_message_destroy(rkm);

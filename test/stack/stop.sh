@@ -77,6 +77,10 @@ stop_one() {
 if [[ $only == toxiproxy || (-z $only && -e $STATE/toxiproxy.pid) ]]; then
 	stop_one toxiproxy "$STATE/toxiproxy.pid" "$STATE/toxiproxy.json"
 fi
+# The secured broker of the security tests (kafka-secure.sh), if any.
+if [[ -z $only && -e $STATE/kafka-secure/kafka.pid ]]; then
+	"$STACK_SCRIPTS/kafka-secure.sh" stop
+fi
 [[ -n $only && $only != kafka ]] ||
 	stop_one kafka "$STATE/kafka.pid" "$STATE/kafka/server.properties"
 [[ -n $only && $only != minio ]] ||
