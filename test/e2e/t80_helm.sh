@@ -35,8 +35,7 @@ FULL=(--set api.enabled=true --set api.hpa.enabled=true
 
 check "the chart's alert rules are deploy/prometheus/imgsink-alerts.yml" \
     cmp -s "$CHART/files/imgsink-alerts.yml" "$ROOT/deploy/prometheus/imgsink-alerts.yml"
-"$VPY" "$ROOT/test/e2e/chart_facts.py" values "$CHART/values.yaml"
-[ $? -eq 0 ] || N_FAIL=$((N_FAIL + 1))
+"$VPY" "$ROOT/test/e2e/chart_facts.py" values "$CHART/values.yaml" || N_FAIL=$((N_FAIL + 1))
 
 if "$HELM" lint --strict "$CHART" "${KV[@]}" >"$TMP/lint.log" 2>&1 &&
     "$HELM" lint --strict "$CHART" "${KV[@]}" --set worker.kind=statefulset "${FULL[@]}" >>"$TMP/lint.log" 2>&1; then
@@ -119,8 +118,7 @@ check "every checkov skip states its reason" test "$(echo "$summary" | grep -c '
 # --- what the renders say ------------------------------------------------------
 for m in deployment statefulset; do
     mkdir -p "$TMP/$m"
-    "$VPY" "$ROOT/test/e2e/chart_facts.py" render "$TMP/$m.yaml" "$m" "$TMP/$m"
-    [ $? -eq 0 ] || N_FAIL=$((N_FAIL + 1))
+    "$VPY" "$ROOT/test/e2e/chart_facts.py" render "$TMP/$m.yaml" "$m" "$TMP/$m" || N_FAIL=$((N_FAIL + 1))
 done
 # The ConfigMap's file is a configuration imgsink accepts (unknown keys and
 # bad values stop start-up), with the Secret-referenced keys set.
