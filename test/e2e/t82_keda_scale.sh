@@ -27,6 +27,8 @@
 STATIC=${STATIC:-0}
 TIME_DIV=${TIME_DIV:-5}
 VALUES=$ROOT/deploy/helm/imgsink/values.yaml
+minReplicaCount='' maxReplicaCount='' partitions='' lagThreshold='' pollingInterval=''
+scaleDownStabilizationSeconds='' scaleDownPods='' scaleDownPeriodSeconds='' cooldownPeriod=''
 eval "$(python3 - "$VALUES" <<'EOF'
 import sys, yaml
 a = yaml.safe_load(open(sys.argv[1]))["autoscaling"]
@@ -119,12 +121,28 @@ running() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$1/status"
 # total_lag: what KEDA's Kafka scaler computes with offsetResetPolicy
 # earliest: end offsets minus committed ones, a partition without a
 # committed offset counting from 0 (Kafka's own tools).
+# kafka-consumer-groups sometimes lists no partition at all while the group
+# rebalances (seen with static members): then the previous reading stands,
+# as KEDA keeps its last metric when a poll fails.
+LAST_LAG=0
 total_lag() {
-    local end committed
+    local end offs committed
     end=$(topic_end_total "$topic")
-    committed=$(group_offsets "$group" "$topic" | awk '$2 ~ /^[0-9]+$/ { s += $2 } END { print s + 0 }')
+    offs=$(group_offsets "$group" "$topic")
+    if [ -n "$offs" ] && [ "$(echo "$offs" | grep -c .)" -lt "$PARTS" ]; then
+        echo "$LAST_LAG"
+        return
+    fi
+    committed=$(echo "$offs" | awk '$2 ~ /^[0-9]+$/ { s += $2 } END { print s + 0 }')
+    if [ -z "$offs" ] && [ -e "$TMP/committed.seen" ]; then
+        echo "$LAST_LAG"
+        return
+    fi
+    [ -n "$offs" ] && touch "$TMP/committed.seen"
     # The two reads are not atomic: a commit in between reads as below 0.
-    [ $((end - committed)) -gt 0 ] && echo $((end - committed)) || echo 0
+    LAST_LAG=$((end - committed))
+    [ "$LAST_LAG" -lt 0 ] && LAST_LAG=0
+    echo "$LAST_LAG"
 }
 
 declare -A PID RC
@@ -177,8 +195,10 @@ max_seen=0
 reached_max=no
 t0=$SECONDS
 while [ $((SECONDS - t0)) -lt $DEADLINE_S ]; do
-    lag=$(total_lag)
-    lag=${lag:-0}
+    total_lag >"$TMP/lag"
+    lag=$(<"$TMP/lag")
+    LAST_LAG=${lag:-0}
+    lag=$LAST_LAG
     desired=$(((lag + lagThreshold - 1) / lagThreshold))
     [ "$desired" -lt "$minReplicaCount" ] && desired=$minReplicaCount
     [ "$desired" -gt "$maxReplicaCount" ] && desired=$maxReplicaCount
@@ -202,7 +222,7 @@ while [ $((SECONDS - t0)) -lt $DEADLINE_S ]; do
         done
         last_down=$SECONDS
     fi
-    [ ${#live[@]} -gt $max_seen ] && max_seen=${#live[@]}
+    [ ${#live[@]} -gt "$max_seen" ] && max_seen=${#live[@]}
     [ ${#live[@]} -eq "$maxReplicaCount" ] && reached_max=yes
     if [ -n "$LABEL" ]; then
         # A scaling action closes the running step and opens one.
