@@ -152,6 +152,10 @@ go_tool mc "$MC_MODULE" "$MC_VERSION"
 # black holes on the path to the store.
 go_tool toxiproxy-server "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/server"
 go_tool toxiproxy-cli "$TOXIPROXY_MODULE" "$TOXIPROXY_VERSION" "$TOXIPROXY_MODULE/cmd/cli"
+# Chart validation (deploy/helm, test/e2e/t80): helm (several minutes to
+# build once) and kubeconform; the KEDA CRDs come from KEDA's module zip.
+go_tool helm "$HELM_MODULE" "$HELM_VERSION" "$HELM_MODULE/cmd/helm"
+go_tool kubeconform "$KUBECONFORM_MODULE" "$KUBECONFORM_VERSION" "$KUBECONFORM_MODULE/cmd/kubeconform"
 
 # Python tools of the tests, pinned in scripts/requirements-test.txt, in a
 # venv of Debian's python3 under the cache (never the system's site-packages).
@@ -191,3 +195,33 @@ else
 	echo "apicurio-registry $REGISTRY_VERSION: installed"
 fi
 java21_bin >/dev/null || die "Apicurio Registry needs Java 21+ (see above)"
+# Standalone schemas for kubeconform (test/e2e/t80): the Kubernetes kinds from
+# the venv's kubernetes-validate with their $refs inlined, and KEDA's
+# ScaledObject CRD and the Prometheus Operator's ServiceMonitor and
+# PrometheusRule CRDs from their module zips (downloaded, not built). Remade when
+# a version changes.
+k8s_want="kubernetes-validate:$K8S_SCHEMA_VERSION keda:$KEDA_VERSION prometheus-operator:$PROMOP_VERSION"
+if [[ -f $K8S_SCHEMA_DIR/.stamp && "$(<"$K8S_SCHEMA_DIR/.stamp")" == "$k8s_want" ]]; then
+	echo "kubeconform schemas: present ($K8S_SCHEMA_DIR)"
+else
+	kv_dir=$("$IMGSINK_VENV/bin/python" -c 'import kubernetes_validate, os; print(os.path.dirname(kubernetes_validate.__file__))')
+	kv_dir="$kv_dir/kubernetes-json-schema/v$K8S_SCHEMA_VERSION-local-strict"
+	[[ -f $kv_dir/_definitions.json ]] || die "kubernetes-validate has no schemas for $K8S_SCHEMA_VERSION ($kv_dir)"
+	keda_dir=$(GOFLAGS=-mod=mod "$(go_bin)" mod download -json "$KEDA_MODULE@$KEDA_VERSION" |
+		"$IMGSINK_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+	keda_crd="$keda_dir/config/crd/bases/keda.sh_scaledobjects.yaml"
+	[[ -f $keda_crd ]] || die "KEDA $KEDA_VERSION has no $keda_crd"
+	promop_dir=$(GOFLAGS=-mod=mod "$(go_bin)" mod download -json "$PROMOP_MODULE@$PROMOP_VERSION" |
+		"$IMGSINK_VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
+	promop_crds=()
+	for c in servicemonitors prometheusrules; do
+		promop_crds+=("$promop_dir/example/prometheus-operator-crd/monitoring.coreos.com_$c.yaml")
+		[[ -f ${promop_crds[-1]} ]] || die "prometheus-operator $PROMOP_VERSION has no ${promop_crds[-1]}"
+	done
+	rm -rf "$K8S_SCHEMA_DIR.tmp"
+	n=$("$IMGSINK_VENV/bin/python" "$REPO_ROOT/scripts/k8s-schemas.py" "$K8S_SCHEMA_DIR.tmp" "$kv_dir" "$keda_crd" "${promop_crds[@]}")
+	rm -rf "$K8S_SCHEMA_DIR"
+	mv "$K8S_SCHEMA_DIR.tmp" "$K8S_SCHEMA_DIR"
+	echo "$k8s_want" >"$K8S_SCHEMA_DIR/.stamp"
+	echo "kubeconform schemas: installed ($n kinds)"
+fi

@@ -22,6 +22,21 @@ MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 # Toxiproxy (TCP fault proxy for test/faults), also from its Go module.
 TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2
 TOXIPROXY_VERSION=v2.12.0
+# Chart validation tools (test/e2e/t80), from their Go modules; KEDA's module
+# is only downloaded (not built) for its ScaledObject CRD schema.
+HELM_MODULE=helm.sh/helm/v3
+HELM_VERSION=v3.19.0
+KUBECONFORM_MODULE=github.com/yannh/kubeconform
+KUBECONFORM_VERSION=v0.7.0
+KEDA_MODULE=github.com/kedacore/keda/v2
+KEDA_VERSION=v2.16.1
+# The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule), likewise.
+PROMOP_MODULE=github.com/prometheus-operator/prometheus-operator
+PROMOP_VERSION=v0.85.0
+# Kubernetes version the chart is validated for (kubernetes-validate's
+# schemas; helm template --kube-version) and where the standalone schemas go.
+K8S_SCHEMA_VERSION=1.31.0
+K8S_SCHEMA_DIR="${IMGSINK_CACHE:-${HOME:-/root}/.cache/imgsink}/k8s-schemas/v$K8S_SCHEMA_VERSION"
 
 IMGSINK_BIN="$IMGSINK_CACHE/bin"
 # Python tools of the tests (scripts/requirements-test.txt), in a venv built
