@@ -84,4 +84,47 @@ n_host=$(awk '$6 ~ /\.so/ && index($6, ENVIRON["SYSROOT"]) != 1 {print $6}' SYSR
 sed 's/^/# host library mapped: /' "$TMP/host-libs.txt"
 check "worker maps no shared library from the host ($n_host)" test "$n_host" -eq 0
 
+# --- the Dockerfile, as far as a machine without a Docker engine goes -------
+# The sysroot stands in for debian:trixie-slim: every package of both stages
+# is installed in it (scripts/sysroot.sh), the build stage's command builds
+# there, and the runtime stage's packages own every library the binary needs.
+docker_pkgs() { # docker_pkgs STAGE(1|2): the packages one RUN apt-get installs
+    awk -v want="$1" '/apt-get install/ { n++ } n == want && /apt-get install/, /rm -rf/' "$ROOT/Dockerfile" |
+        tr ' \\' '\n\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' |
+        grep -vE '^(apt-get|install|rm|useradd|update|build|lists)$'
+}
+docker_pkgs 1 >"$TMP/build.pkgs"
+docker_pkgs 2 >"$TMP/runtime.pkgs"
+note "Dockerfile: $(wc -l <"$TMP/build.pkgs") build packages, $(wc -l <"$TMP/runtime.pkgs") runtime packages"
+check "Dockerfile stages are FROM debian:trixie-slim" \
+    test "$(grep -c '^FROM debian:trixie-slim' "$ROOT/Dockerfile")" -eq 2
+not_installed=$(cat "$TMP/build.pkgs" "$TMP/runtime.pkgs" | while read -r p; do
+    [ "$(chroot "$SYSROOT" dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] ||
+        echo "$p"
+done)
+check "every Dockerfile package is installed in the sysroot (missing: ${not_installed:-none})" \
+    test -z "$not_installed"
+dbuild=build/t06-docker
+rm -rf "${ROOT:?}/$dbuild"
+(cd "$ROOT" && bash scripts/sysroot-run.sh make -s PLATFORM=host BUILD=$dbuild build) >"$TMP/docker-build.log" 2>&1
+check "the build stage's make builds in Debian 13 with gcc $(chroot "$SYSROOT" gcc -dumpversion)" \
+    test -x "$ROOT/$dbuild/imgsink"
+(cd "$ROOT" && bash scripts/sysroot-run.sh ldd "$dbuild/imgsink") >"$TMP/docker-ldd.txt" 2>&1
+# The runtime packages and everything they depend on, recursively.
+# shellcheck disable=SC2046 # one package name per word
+chroot "$SYSROOT" apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+    --no-breaks --no-replaces --no-enhances $(cat "$TMP/runtime.pkgs") 2>/dev/null |
+    sed -n 's/^  *\(Pre\)\{0,1\}Depends: \([^ <>]*\).*/\2/p; /^[a-z0-9]/p' | sed 's/:amd64$//' |
+    sort -u >"$TMP/runtime.closure"
+note "runtime stage closure: $(wc -l <"$TMP/runtime.closure") packages"
+unowned=$(awk '$2 == "=>" { print $3 }' "$TMP/docker-ldd.txt" | while read -r lib; do
+    pkg=$(chroot "$SYSROOT" dpkg -S "$(readlink -f "$SYSROOT$lib" | sed "s|^$SYSROOT||")" 2>/dev/null |
+        head -n1 | cut -d: -f1)
+    grep -qx "$pkg" "$TMP/runtime.closure" || echo "$lib($pkg)"
+done)
+n_needed=$(awk '$2 == "=>"' "$TMP/docker-ldd.txt" | wc -l)
+check "the runtime stage's packages provide all $n_needed libraries (not: ${unowned:-none})" \
+    test -z "$unowned" -a "$n_needed" -gt 10
+rm -rf "${ROOT:?}/$dbuild"
+
 [ "$N_FAIL" -eq 0 ]
