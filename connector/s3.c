@@ -682,7 +682,8 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
                  "s3: control characters in content type or tagging (PUT %s/%s)", s3->bucket, key);
         goto done;
     }
-    if (is_sha256_hex(body, len, hex) == -1 || is_sha256_base64(body, len, b64) == -1) {
+    /* One SHA-256 of the body for both headers (it was hashed twice). */
+    if (is_sha256_hex_base64(body, len, hex, b64) == -1) {
         snprintf(errstr, errstr_size, "s3: SHA-256 failed (PUT %s/%s)", s3->bucket, key);
         ret = IS_S3_TRANSIENT;
         goto done;
