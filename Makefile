@@ -3,11 +3,32 @@
 # runs the local pipeline end to end.
 
 CC      ?= cc
+# PLATFORM=trixie (the default): compile with gcc 14 inside the Debian 13
+# sysroot that `make deps` builds (scripts/sysroot.sh) and link against its
+# libraries; the binaries run on this host through the sysroot's loader.
+# This is what the container image ships. PLATFORM=host: the host's own
+# compiler and Debian 12 packages, in build/host.
+PLATFORM ?= trixie
+PKG_CONFIG ?= pkg-config
+SYSROOT ?= $(or $(IMGSINK_SYSROOT),$(IMGSINK_CACHE),$(HOME)/.cache/imgsink)$(if $(IMGSINK_SYSROOT),,/sysroot-trixie)
+ifeq ($(PLATFORM),trixie)
+SYSROOT_RUN = IMGSINK_SYSROOT=$(SYSROOT) bash $(CURDIR)/scripts/sysroot-run.sh
+CC          = $(SYSROOT_RUN) gcc
+FUZZ_CC    ?= $(SYSROOT_RUN) clang
+PKG_CONFIG  = $(SYSROOT_RUN) pkg-config
+PLATFORM_ID = trixie $(shell cat $(SYSROOT)/.imgsink-stamp 2>/dev/null | cksum)
+else ifeq ($(PLATFORM),host)
+BUILD      ?= build/host
+export BUILD
+PLATFORM_ID = host
+else
+$(error PLATFORM=$(PLATFORM): expected trixie (Debian 13 sysroot, the default) or host)
+endif
 BUILD   ?= build
 PKGS     = rdkafka vips avro-c libcurl libcrypto jansson libxml-2.0 libmicrohttpd
 # Lazily evaluated (=): pkg-config only runs once deps are installed.
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS))
 
 OPT     ?= -O2 -g
 WARN     = -Wall -Wextra -Werror
@@ -45,7 +66,7 @@ $(BUILD)/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
 $(BUILD)/test/%: test/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_OBJ) $(PKG_LIBS) $(shell pkg-config --cflags --libs cmocka) -lpthread -lm
+	@$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB_OBJ) $(PKG_LIBS) $(shell $(PKG_CONFIG) --cflags --libs cmocka) -lpthread -lm
 
 $(BUILD)/asan/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
 	@mkdir -p $(dir $@)
@@ -55,7 +76,7 @@ $(BUILD)/asan/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
 $(BUILD)/asan/test/%: test/unit/%.c $(ASAN_LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD asan $@"
-	@$(CC) $(CFLAGS_ALL) $(ASAN_FLAGS) -o $@ $< $(ASAN_LIB_OBJ) $(PKG_LIBS) $(shell pkg-config --cflags --libs cmocka) -lpthread -lm
+	@$(CC) $(CFLAGS_ALL) $(ASAN_FLAGS) -o $@ $< $(ASAN_LIB_OBJ) $(PKG_LIBS) $(shell $(PKG_CONFIG) --cflags --libs cmocka) -lpthread -lm
 
 deps:
 	bash scripts/deps.sh
@@ -117,7 +138,7 @@ plugins: $(PLUGINS)
 test-plugins: $(TEST_PLUGINS)
 
 PLUGIN_LD = $(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors \
-	$(shell pkg-config --cflags vips) -o $@ $(filter %.c,$^) $(shell pkg-config --libs vips)
+	$(shell $(PKG_CONFIG) --cflags vips) -o $@ $(filter %.c,$^) $(shell $(PKG_CONFIG) --libs vips)
 
 $(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
 	@mkdir -p $(dir $@)
@@ -138,7 +159,7 @@ FUZZ_FLAGS    = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefine
                 -fno-sanitize-recover=undefined -Iconnector -Iprocessors $(PKG_CFLAGS) \
                 -DIS_VERSION=\"$(VERSION)\"
 FUZZ_LIB_SRC  = connector/envelope.c connector/avro_walk.c connector/keys.c connector/log.c connector/config.c \
-                connector/claimcheck.c connector/sigv4.c connector/s3event.c \
+                connector/claimcheck.c connector/sigv4.c connector/s3event.c connector/registry.c \
                 $(wildcard processors/*.c)
 FUZZ_TARGETS  = $(patsubst test/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard test/fuzz/fuzz_*.c))
 
@@ -172,8 +193,8 @@ bench: deps
 	$(MAKE) --no-print-directory build $(BENCH_TOOLS)
 	BUILD=$(BUILD) BENCH_WORKLOADS="$(BENCH_WORKLOADS)" bash bench/run.sh
 
-VIPS_CFLAGS = $(shell pkg-config --cflags vips)
-VIPS_LIBS   = $(shell pkg-config --libs vips)
+VIPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags vips)
+VIPS_LIBS   = $(shell $(PKG_CONFIG) --libs vips)
 $(BUILD)/bench/limit: bench/limit.c
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
@@ -182,14 +203,14 @@ $(BUILD)/bench/limit: bench/limit.c
 $(BUILD)/bench/lagwatch: bench/lagwatch.c
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell pkg-config --cflags rdkafka) -o $@ $< \
-		$(shell pkg-config --libs rdkafka)
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell $(PKG_CONFIG) --cflags rdkafka) -o $@ $< \
+		$(shell $(PKG_CONFIG) --libs rdkafka)
 
 $(BUILD)/bench/pace: bench/pace.c
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell pkg-config --cflags rdkafka) -o $@ $< \
-		$(shell pkg-config --libs rdkafka)
+	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell $(PKG_CONFIG) --cflags rdkafka) -o $@ $< \
+		$(shell $(PKG_CONFIG) --libs rdkafka)
 
 # `make VIPS=sharp-libvips BUILD=build/vips818 build build-tests`: imgsink, its
 # tests, plugins and bench/limit linked against the libvips 8.18 of npm's
@@ -207,8 +228,8 @@ VIPS_CFLAGS = -I$(SHARP_LIBVIPS_INC) -I$(SHARP_LIBVIPS_INC)/glib-2.0 \
               -I$(SHARP_LIBVIPS_LIB)/glib-2.0/include
 VIPS_LIBS   = $(firstword $(wildcard $(SHARP_LIBVIPS_LIB)/libvips-cpp.so.*)) \
               -Wl,-rpath,$(SHARP_LIBVIPS_LIB)
-PKG_CFLAGS = $(shell pkg-config --cflags $(filter-out vips,$(PKGS))) $(VIPS_CFLAGS)
-PKG_LIBS   = $(shell pkg-config --libs $(filter-out vips,$(PKGS))) $(VIPS_LIBS)
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(filter-out vips,$(PKGS))) $(VIPS_CFLAGS)
+PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(filter-out vips,$(PKGS))) $(VIPS_LIBS)
 $(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
@@ -221,3 +242,18 @@ endif
 .PHONY: report
 report:
 	@bash scripts/report.sh $(DATE)
+# Objects and binaries are rebuilt when the platform (or the sysroot's
+# package list) changes: $(BUILD)/.platform is rewritten only then.
+.PHONY: FORCE
+$(BUILD)/.platform: FORCE
+	@mkdir -p $(@D)
+	@echo '$(PLATFORM_ID)' | cmp -s - $@ || echo '$(PLATFORM_ID)' >$@
+$(OBJ) $(ASAN_LIB_OBJ) $(TESTS) $(ASAN_TESTS) $(BUILD)/mock/mock_worker $(PLUGINS) $(TEST_PLUGINS) \
+	$(FUZZ_TARGETS) $(BENCH_TOOLS): $(BUILD)/.platform
+
+# libvips of the sysroot loads its modules (HEIF/AVIF, JPEG XL) from the
+# sysroot, not from the host's /usr/lib (processors/pipeline.c).
+ifeq ($(PLATFORM),trixie)
+CFLAGS_ALL += -DIS_VIPSHOME='"$(SYSROOT)/usr/lib"'
+FUZZ_FLAGS += -DIS_VIPSHOME='"$(SYSROOT)/usr/lib"'
+endif

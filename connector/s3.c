@@ -751,9 +751,10 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
                  "s3: control characters in content type or tagging (PUT %s/%s)", s3->bucket, key);
         goto done;
     }
-    /* The probe's checksum is that of no bytes: wrong for its body. */
-    if (is_sha256_hex(body, len, hex) == -1 ||
-        is_sha256_base64(body, s3->probe_wrong_checksum ? 0 : len, b64) == -1) {
+    /* One SHA-256 of the body for both headers; the probe's checksum is
+     * that of no bytes: wrong for its body. */
+    if (is_sha256_hex_base64(body, len, hex, b64) == -1 ||
+        (s3->probe_wrong_checksum && is_sha256_base64(body, 0, b64) == -1)) {
         snprintf(errstr, errstr_size, "s3: SHA-256 failed (PUT %s/%s)", s3->bucket, key);
         ret = IS_S3_TRANSIENT;
         goto done;

@@ -124,6 +124,17 @@ int is_sha256_base64(const void *buf, size_t len, char *out45)
     return 0;
 }
 
+int is_sha256_hex_base64(const void *buf, size_t len, char *out65, char *out45)
+{
+    unsigned char md[32];
+    if (sha256(buf, len, md) == -1)
+        return -1;
+    hex_encode(md, sizeof(md), out65);
+    if (EVP_EncodeBlock((unsigned char *)out45, md, sizeof(md)) != 44)
+        return -1;
+    return 0;
+}
+
 static int is_unreserved(unsigned char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||

@@ -86,6 +86,11 @@ int is_sha256_hex(const void *buf, size_t len, char *out65);
  * characters and NUL). Returns 0 or -1. */
 int is_sha256_base64(const void *buf, size_t len, char *out45);
 
+/* Both of the above from one pass over buf: a PUT signs the hex form
+ * (x-amz-content-sha256) and sends the base64 one (x-amz-checksum-sha256).
+ * Returns 0 or -1. */
+int is_sha256_hex_base64(const void *buf, size_t len, char *out65, char *out45);
+
 /* RFC 3986 percent-encoding as SigV4 defines it: A-Z a-z 0-9 - _ . ~ stay,
  * every other byte becomes %XX (uppercase hex); '/' stays when encode_slash
  * is 0 (object keys: segments encoded, separators kept). Returns a malloc'ed

@@ -72,6 +72,21 @@ void is_pipeline_conf_init(is_pipeline_conf_t *conf, const is_config_t *cfg)
     conf->timeout_ms = cfg->limits_timeout_ms;
 }
 
+void is_pipeline_vipshome(void)
+{
+#ifdef IS_VIPSHOME
+    /* A build against the Debian 13 sysroot (Makefile, PLATFORM=trixie)
+     * runs on a host whose /usr/lib holds other libraries: libvips must
+     * load its modules (HEIF/AVIF, JPEG XL, ...) from the sysroot. libvips
+     * derives its module dir from VIPSHOME (VIPSHOME/x86_64-linux-gnu/
+     * vips-modules-8.16); a VIPSHOME set by the user wins. */
+    setenv("VIPSHOME", IS_VIPSHOME, 0);
+    /* Debian 13's libheif loads its encoders and decoders (AV1, HEVC)
+     * as plugins, from a dir fixed at its build unless this is set. */
+    setenv("LIBHEIF_PLUGIN_PATH", IS_VIPSHOME "/x86_64-linux-gnu/libheif/plugins", 0);
+#endif
+}
+
 int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *errstr,
                             size_t errstr_size)
 {
@@ -80,6 +95,7 @@ int is_pipeline_global_init(const is_config_t *cfg, const char *argv0, char *err
 
     g_log_set_handler("VIPS", G_LOG_LEVEL_MASK, glog_cb, NULL);
     g_log_set_handler("GLib", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL, glog_cb, NULL);
+    is_pipeline_vipshome();
     if (VIPS_INIT(argv0 ? argv0 : "imgsink")) {
         copy_vips_error("libvips start-up", errstr, errstr_size);
         return -1;

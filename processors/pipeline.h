@@ -104,4 +104,9 @@ is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const v
 
 void is_result_clear(is_result_t *res);
 
+/* Point libvips at its modules when built against a sysroot (IS_VIPSHOME);
+ * called by is_pipeline_global_init, and by anything else that calls
+ * VIPS_INIT itself, before it. No-op in a host build. */
+void is_pipeline_vipshome(void);
+
 #endif

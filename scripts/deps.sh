@@ -23,6 +23,7 @@ APT_PACKAGES=(
 	libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev libcmocka-dev
 	kcat clang-format shellcheck python3 python3-yaml curl libvips-tools docker-compose valgrind clang libclang-rt-14-dev gdb
 	xz-utils binutils libimage-exiftool-perl prometheus python3-venv
+	debootstrap
 )
 
 mkdir -p "$IMGSINK_CACHE" "$IMGSINK_BIN"
@@ -225,3 +226,6 @@ else
 	echo "$k8s_want" >"$K8S_SCHEMA_DIR/.stamp"
 	echo "kubeconform schemas: installed ($n kinds)"
 fi
+# The Debian 13 (trixie) sysroot the default build compiles in (PLATFORM=trixie
+# in the Makefile): debootstrap + Debian 13's -dev packages, cached.
+bash "$REPO_ROOT/scripts/sysroot.sh"

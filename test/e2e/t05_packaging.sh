@@ -28,11 +28,19 @@ check "every COPY source in the Dockerfile exists" bash -c '
 for src in $(awk "/^COPY/ && !/--from/ { for (i = 2; i < NF; i++) print \$i }" Dockerfile); do
     [ -e "$src" ] || { echo "# missing: $src"; exit 1; }
 done'
-check "every package the Dockerfile installs exists in Debian" bash -c '
+# The image is Debian 13: ask the apt of the trixie sysroot (make deps) when
+# the host is another release.
+apt_cache=apt-cache
+sysroot=${IMGSINK_SYSROOT:-${IMGSINK_CACHE:-${HOME:-/root}/.cache/imgsink}/sysroot-trixie}
+if grep -q '^FROM debian:trixie' Dockerfile && [ -x "$sysroot/usr/bin/apt-cache" ]; then
+    apt_cache="chroot $sysroot apt-cache"
+fi
+export apt_cache
+check "every package the Dockerfile installs exists in Debian ($apt_cache)" bash -c '
 pkgs=$(sed -n "/apt-get install/,/rm -rf/p" Dockerfile | tr " \\\\" "\n\n" | grep -E "^[a-z0-9][a-z0-9.+-]+$" |
     grep -vE "^(apt-get|install|rm|useradd|update|build)$")
 [ $(echo $pkgs | wc -w) -ge 15 ] || { echo "# parsed too few packages: $pkgs"; exit 1; }
-for p in $pkgs; do apt-cache show "$p" >/dev/null 2>&1 || { echo "# no package $p"; exit 1; }; done'
+for p in $pkgs; do $apt_cache show "$p" >/dev/null 2>&1 || { echo "# no package $p"; exit 1; }; done'
 check "README starts with make demo and make test" bash -c 'head -6 README.md | grep -q "^make demo" && head -6 README.md | grep -q "^make test"'
 check "README configuration reference matches the config table" bash scripts/readme-config.sh --check
 check "imgsink --help names every command" bash -c '"$0" --help | grep -q "produce" && "$0" --help | grep -q "run"' "$BUILD/imgsink"

@@ -30,6 +30,7 @@
 #include "envelope.h"
 #include "s3.h"
 #include "log.h"
+#include "pipeline.h"
 #include "worker.h"
 
 #define TOPIC      "mock-images"
@@ -305,6 +306,7 @@ int main(int argc, char **argv)
         return 2;
     }
     is_log_level = getenv("MOCK_DEBUG") ? IS_LOG_DEBUG : IS_LOG_INFO;
+    is_pipeline_vipshome();
     if (VIPS_INIT(argv[0]) || is_envelope_global_init(errstr, sizeof(errstr)) ||
         is_s3_global_init(errstr, sizeof(errstr)))
         return 2;

@@ -167,8 +167,15 @@ static void run_case(void **state)
     } else {
         if (pr != IS_PROC_FAIL)
             fail_msg("%s: expected FAIL (%s), got %s", c->file, c->reason, out);
-        if (!strstr(err, c->reason))
-            fail_msg("%s: reason '%s' does not say '%s'", c->file, err, c->reason);
+        /* libvips 8.16 no longer names a blocked loader when asked which
+         * loader reads a buffer (8.14 did): the payload is refused before
+         * any loader is named, with the plain message. */
+        const char *named = "not an image in an allowed format (read by ";
+        const char *reason = c->reason;
+        if (vips_version(1) >= 16 && !strncmp(reason, named, strlen(named)))
+            reason = "payload is not an image in an allowed format (limits.formats)";
+        if (!strstr(err, reason))
+            fail_msg("%s: reason '%s' does not say '%s'", c->file, err, reason);
         assert_int_equal(res.nout, 0);
     }
     is_result_clear(&res);
@@ -330,10 +337,12 @@ static void pixel_count_overflow(void **state)
 {
     (void)state;
     assert_int_equal(is_pipeline_pixels(64, 48, 12), 36864);
-    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 1),
-                     INT64_C(100000000000000));
-    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 92233),
-                     INT64_C(9223300000000000000));
+    /* VIPS_MAX_COORD is 1e7 in libvips 8.14 (Debian 12), 1e8 in 8.16
+     * (Debian 13): the largest frame count that fits follows from it. */
+    const int64_t side = VIPS_MAX_COORD, frame = side * side, fit = INT64_MAX / frame;
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 1), frame);
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, (int)fit), frame * fit);
+    assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, (int)fit + 1), -1);
     assert_int_equal(is_pipeline_pixels(VIPS_MAX_COORD, VIPS_MAX_COORD, 100000), -1);
     assert_int_equal(is_pipeline_pixels(INT32_MAX, INT32_MAX, INT32_MAX), -1);
 }

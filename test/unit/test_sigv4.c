@@ -774,6 +774,15 @@ static void test_sha256_helpers(void **state)
     assert_string_equal(b64, "RM591nyVng01JP+sF3Hfu6h9K2tLTpnkIDSouAP4sHI=");
     assert_int_equal(is_sha256_base64("", 0, b64), 0);
     assert_string_equal(b64, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+    /* Both forms from one digest, as a PUT uses them. */
+    memset(hex, 0, sizeof(hex));
+    memset(b64, 0, sizeof(b64));
+    assert_int_equal(is_sha256_hex_base64(body, strlen(body), hex, b64), 0);
+    assert_string_equal(hex, "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072");
+    assert_string_equal(b64, "RM591nyVng01JP+sF3Hfu6h9K2tLTpnkIDSouAP4sHI=");
+    assert_int_equal(is_sha256_hex_base64("", 0, hex, b64), 0);
+    assert_string_equal(hex, IS_SIGV4_EMPTY_SHA256);
+    assert_string_equal(b64, "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
 }
 
 static void check_enc(const char *in, size_t len, int encode_slash, const char *want)
