@@ -958,10 +958,12 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
      * does not know, a wrong secret, an invalid or expired session token
      * would fail every PUT. Not whether it answers: a store that is down
      * now is retried by the jobs, as any outage. */
+    is_s3_result_t store_answered = IS_S3_OK;
     {
         char key[1200], why[1024];
         snprintf(key, sizeof(key), "%simgsink-credential-check", cfg->s3_prefix);
         is_s3_result_t r = is_s3_check_credentials(probe, key, why, sizeof(why));
+        store_answered = r;
         if (r == IS_S3_PERMANENT) {
             snprintf(errstr, errstr_size, "s3 start-up check: %s", why);
             goto done;
@@ -974,8 +976,14 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     }
     /* Then whether it takes this worker's PUTs (permissions, tags, the KMS
      * key of s3.sse) with a PUT that cannot store (check.h): a missing key
-     * or permission would fail every record, so it stops start-up. */
-    {
+     * or permission would fail every record, so it stops start-up. Not
+     * when the store did not answer the first question: a second wait of
+     * up to 10 s would only delay start-up (and /healthz) further. */
+    if (store_answered == IS_S3_TRANSIENT) {
+        IS_WARN("s3", NULL,
+                "start-up check: write probe skipped (the store did not answer); a missing "
+                "permission or KMS key shows on the first record");
+    } else {
         char why[1024];
         int rc = is_check_store_write(cfg, probe, why, sizeof(why));
         if (rc < 0) {

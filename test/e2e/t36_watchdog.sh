@@ -87,7 +87,7 @@ write_conf "$TMP/a.conf" "$topic" "$topic.dlq" "$group" "$prefix" \
     "retry.backoff.max.ms=500"
 start_worker a "$TMP/a.conf" >/dev/null
 pid=${WORKER_PIDS[-1]}
-addr=$(http_address a) || notok "worker a logged its HTTP address"
+addr=$(http_address a 60) || notok "worker a logged its HTTP address"
 check "produced 4 records" [ "$(produce "$TMP/a" "$topic")" = 4 ]
 interrupted_twice() { [ "$(log_count a '"job stuck: no progress')" -ge 2 ]; }
 check "the watchdog logs stuck jobs (no progress for 3 s) and interrupts them" \

@@ -26,7 +26,7 @@ done
 # The helm built from its module reports Kubernetes 1.20 as its default.
 KV=(--kube-version "$K8S_SCHEMA_VERSION")
 DIGEST=sha256:$(printf '%s' imgsink | sha256sum | cut -d' ' -f1)
-FULL=(--set api.enabled=true --set api.hpa.enabled=true
+FULL=(--set api.enabled=true --set api.hpa.enabled=true --set api.keysSecret=imgsink-api-keys
     --set monitoring.serviceMonitor.enabled=true --set monitoring.prometheusRule.enabled=true
     --set serviceAccount.roleArn=arn:aws:iam::123456789012:role/imgsink-worker
     --set secrets.env.IMGSINK_S3_ACCESS_KEY.secret=imgsink-s3 --set secrets.env.IMGSINK_S3_ACCESS_KEY.key=access-key
