@@ -148,7 +148,8 @@ WORKERS+=($!)
 events=$("$KAFKA_CLASS" get-offsets --bootstrap-server "$KAFKA_BOOTSTRAP" --topic "$topic.events" --time -1 |
     awk -F: '{ s += $NF } END { print s + 0 }')
 for _ in $(seq 120); do
-    rows=$(grep -o '"msg":"file written".*"rows":[0-9]*' "$OUT/analytics.log" 2>/dev/null |
+    # (grep finds nothing until the first file is written: not an error)
+    rows=$({ grep -o '"msg":"file written".*"rows":[0-9]*' "$OUT/analytics.log" 2>/dev/null || true; } |
         sed 's/.*"rows"://' | awk '{ s += $1 } END { print s + 0 }')
     [ "$rows" -ge "$events" ] && break
     sleep 2
