@@ -119,9 +119,9 @@ help-config: $(BUILD)/imgsink
 	$(BUILD)/imgsink help config
 
 format:
-	clang-format -i connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c
+	clang-format -i connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c test/fuzz/*.c
 format-check:
-	clang-format --dry-run -Werror connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c
+	clang-format --dry-run -Werror connector/*.[ch] processors/*.[ch] test/unit/*.c test/plugins/*.c test/fuzz/*.c
 
 clean:
 	rm -rf $(BUILD)

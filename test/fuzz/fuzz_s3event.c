@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         if (!evs[i].bucket || !evs[i].key || !*evs[i].key || evs[i].size < 0)
             abort();
-        if (is_s3event_layout("raw/", evs[i].key, tenant, sizeof(tenant), id, sizeof(id), &day,
-                              err, sizeof(err)) == 0 &&
+        if (is_s3event_layout("raw/", evs[i].key, tenant, sizeof(tenant), id, sizeof(id), &day, err,
+                              sizeof(err)) == 0 &&
             (is_keys_check_segment("tenant", tenant, why, sizeof(why)) ||
              is_keys_check_segment("id", id, why, sizeof(why)) || day < 0))
             abort();
