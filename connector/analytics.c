@@ -571,19 +571,7 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
-                        .region = cfg->s3_region,
-                        .bucket = cfg->s3_bucket,
-                        .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key,
-                        .session_token = cfg->s3_session_token,
-                        .path_style = cfg->s3_path_style,
-                        .connect_timeout_ms = cfg->s3_connect_timeout_ms,
-                        .timeout_ms = cfg->s3_timeout_ms,
-                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
-                        .tls_ca_file = cfg->s3_tls_ca_file,
-                        .tls_insecure = !cfg->s3_tls_verify};
+    is_s3_conf_t s3c = is_s3_conf_of(cfg, NULL);
     if (is_keys_tagging((int)cfg->analytics_retention_days, "analytics", s.tagging,
                         sizeof(s.tagging)) ||
         avro_schema_from_json_length(is_events_schema_json(), strlen(is_events_schema_json()),

@@ -676,17 +676,7 @@ static enum MHD_Result route_status(api_t *a, struct MHD_Connection *conn, api_r
     if (check_id(a, rq->tenant, id, &day_ms))
         return reply_err(a, conn, rq, MHD_HTTP_NOT_FOUND, "not_found", "no such image");
     const is_config_t *c = a->cfg;
-    is_s3_conf_t sc = {.endpoint = c->s3_endpoint,
-                       .region = c->s3_region,
-                       .bucket = c->s3_bucket,
-                       .access_key = c->s3_access_key,
-                       .secret_key = c->s3_secret_key,
-                       .session_token = c->s3_session_token,
-                       .path_style = c->s3_path_style,
-                       .connect_timeout_ms = c->s3_connect_timeout_ms,
-                       .timeout_ms = c->s3_timeout_ms,
-                       .tls_ca_file = c->s3_tls_ca_file,
-                       .tls_insecure = !c->s3_tls_verify};
+    is_s3_conf_t sc = is_s3_conf_of(c, NULL);
     is_s3_t *s3 = is_s3_new(&sc, errstr, sizeof(errstr));
     if (!s3)
         return reply_err(a, conn, rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "store client");

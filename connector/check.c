@@ -614,19 +614,7 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
 {
     char errstr[1024], *xml = NULL;
     const char *ep = cfg->s3_endpoint && *cfg->s3_endpoint ? cfg->s3_endpoint : "AWS S3";
-    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
-                        .region = cfg->s3_region,
-                        .bucket = cfg->s3_bucket,
-                        .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key,
-                        .session_token = cfg->s3_session_token,
-                        .path_style = cfg->s3_path_style,
-                        .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
-                        .timeout_ms = (long)cfg->s3_timeout_ms,
-                        .sse = cfg->s3_sse && strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
-                        .tls_ca_file = cfg->s3_tls_ca_file,
-                        .tls_insecure = !cfg->s3_tls_verify};
+    is_s3_conf_t s3c = is_s3_conf_of(cfg, NULL);
     is_s3_t *s3 = NULL;
     is_creds_conf_t cc = {cfg->s3_access_key,
                           cfg->s3_secret_key,

@@ -791,20 +791,7 @@ void *is_job_thread(void *arg)
     jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919),
                 NULL};
 
-    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
-                        .region = cfg->s3_region,
-                        .bucket = cfg->s3_bucket,
-                        .access_key = cfg->s3_access_key,
-                        .secret_key = cfg->s3_secret_key,
-                        .session_token = cfg->s3_session_token,
-                        .path_style = cfg->s3_path_style,
-                        .connect_timeout_ms = cfg->s3_connect_timeout_ms,
-                        .timeout_ms = cfg->s3_timeout_ms,
-                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
-                        .tls_ca_file = cfg->s3_tls_ca_file,
-                        .tls_insecure = !cfg->s3_tls_verify,
-                        .creds = w->creds};
+    is_s3_conf_t s3c = is_s3_conf_of(cfg, w->creds);
     if (!(j.s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {
         /* Validated at start-up by the poll thread: cannot happen later. */
         IS_ERR("job", NULL, "S3 client: %s", errstr);

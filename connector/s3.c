@@ -68,6 +68,24 @@ struct is_s3 {
     char curl_err[CURL_ERROR_SIZE];
 };
 
+is_s3_conf_t is_s3_conf_of(const is_config_t *cfg, is_creds_provider_t *creds)
+{
+    return (is_s3_conf_t){.endpoint = cfg->s3_endpoint,
+                          .region = cfg->s3_region,
+                          .bucket = cfg->s3_bucket,
+                          .access_key = cfg->s3_access_key,
+                          .secret_key = cfg->s3_secret_key,
+                          .session_token = cfg->s3_session_token,
+                          .path_style = cfg->s3_path_style,
+                          .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
+                          .timeout_ms = (long)cfg->s3_timeout_ms,
+                          .sse = cfg->s3_sse && strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
+                          .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                          .tls_ca_file = cfg->s3_tls_ca_file,
+                          .tls_insecure = !cfg->s3_tls_verify,
+                          .creds = creds};
+}
+
 int is_s3_global_init(char *errstr, size_t errstr_size)
 {
     CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);

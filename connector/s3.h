@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "creds.h"
 
 typedef struct is_s3 is_s3_t; /* one per thread: wraps one CURL easy handle (keeps
@@ -45,6 +46,11 @@ typedef struct is_s3_conf {
      * a refresh and is TRANSIENT: the record is not at fault. */
     is_creds_provider_t *creds;
 } is_s3_conf_t; /* strings are copied by is_s3_new */
+
+/* The store settings of a configuration (s3.*), signing with creds when
+ * not NULL (else with the explicit keys). Every client of the store starts
+ * from this; a caller may shorten timeout_ms. */
+is_s3_conf_t is_s3_conf_of(const is_config_t *cfg, is_creds_provider_t *creds);
 
 typedef enum { IS_S3_OK = 0, IS_S3_TRANSIENT = 1, IS_S3_PERMANENT = 2 } is_s3_result_t;
 

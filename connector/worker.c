@@ -934,19 +934,10 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
                 "store credentials from %s", is_creds_source(w.creds));
         is_health_creds(w.creds, cfg->s3_credentials_unhealthy_restart_ms);
     }
-    is_s3_conf_t s3c = {.endpoint = cfg->s3_endpoint,
-                        .region = cfg->s3_region,
-                        .bucket = cfg->s3_bucket,
-                        .creds = w.creds,
-                        .path_style = cfg->s3_path_style,
-                        .connect_timeout_ms = (long)cfg->s3_connect_timeout_ms,
-                        /* a silent store must not hold start-up for long */
-                        .timeout_ms =
-                            (long)(cfg->s3_timeout_ms < 10000 ? cfg->s3_timeout_ms : 10000),
-                        .sse = strcmp(cfg->s3_sse, "none") ? cfg->s3_sse : NULL,
-                        .sse_kms_key_id = cfg->s3_sse_kms_key_id,
-                        .tls_ca_file = cfg->s3_tls_ca_file,
-                        .tls_insecure = !cfg->s3_tls_verify};
+    is_s3_conf_t s3c = is_s3_conf_of(cfg, w.creds);
+    /* a silent store must not hold start-up for long */
+    if (s3c.timeout_ms > 10000)
+        s3c.timeout_ms = 10000;
     if (!cfg->s3_tls_verify)
         IS_WARN("s3", json_pack("{s:s}", "s3.endpoint", cfg->s3_endpoint),
                 "INSECURE: s3.tls.verify=false: the store's TLS certificate and host name are NOT "
