@@ -10,7 +10,7 @@ FROM debian:trixie-slim AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config \
         librdkafka-dev libvips-dev libavro-dev libcurl4-openssl-dev libssl-dev \
-        libjansson-dev libxml2-dev libmicrohttpd-dev libjemalloc-dev \
+        libjansson-dev libxml2-dev libmicrohttpd-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY VERSION Makefile ./
@@ -24,7 +24,7 @@ FROM debian:trixie-slim
 # renditions), AV1 and HEVC decode.
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         librdkafka1 libvips42t64 libavro24 libcurl4t64 libssl3t64 libjansson4 libxml2 \
-        libmicrohttpd12t64 libjemalloc2 ca-certificates \
+        libmicrohttpd12t64 ca-certificates \
         libheif-plugin-aomenc libheif-plugin-dav1d libheif-plugin-libde265 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home imgsink

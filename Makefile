@@ -31,6 +31,12 @@ PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(PKGS))
 
 OPT     ?= -O2 -g
+# The worker's allocator: MALLOC=glibc (the default: glibc's malloc, two
+# arenas, connector/main.c) or MALLOC=jemalloc (links libjemalloc). glibc
+# used less CPU, page faults and RSS than jemalloc as is and tuned:
+# bench/notes.md ("Debian 13: the worker's hot path").
+MALLOC  ?= glibc
+MALLOC_LIBS = $(if $(filter jemalloc,$(MALLOC)),-ljemalloc)
 WARN     = -Wall -Wextra -Werror
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -Iconnector -Iprocessors $(PKG_CFLAGS) \
              -DIS_VERSION=\"$(VERSION)\"
@@ -54,9 +60,14 @@ ASAN_TESTS   = $(patsubst test/unit/%.c,$(BUILD)/asan/test/%,$(wildcard test/uni
 all: build
 build: $(BUILD)/imgsink
 
-$(BUILD)/imgsink: $(OBJ)
+$(BUILD)/imgsink: $(OBJ) $(BUILD)/.malloc
 	@echo "  LD      $@"
-	@$(CC) $(OPT) -o $@ $^ $(PKG_LIBS) -ljemalloc -lpthread -lm
+	@$(CC) $(OPT) -o $@ $(OBJ) $(PKG_LIBS) $(MALLOC_LIBS) -lpthread -lm
+
+# Relinked when MALLOC changes: $(BUILD)/.malloc is rewritten only then.
+$(BUILD)/.malloc: FORCE
+	@mkdir -p $(@D)
+	@echo '$(MALLOC)' | cmp -s - $@ || echo '$(MALLOC)' >$@
 
 $(BUILD)/obj/%.o: %.c $(wildcard connector/*.h processors/*.h)
 	@mkdir -p $(dir $@)
@@ -181,16 +192,19 @@ test-faults: deps
 	bash test/run.sh faults
 
 # `make bench`: the benchmark, by hand (never part of `make test`): installs
-# what it needs (bench/deps.sh: sharp from npm into the cache, Debian's
-# ImageMagick, gnuplot), builds, runs bench/run.sh (about 15 minutes) and
-# writes bench/results.md, bench/throughput.png and bench/rss.png.
+# what it needs (bench/deps.sh: sharp from npm into the cache, Debian 13's
+# ImageMagick into the sysroot, gnuplot), builds, runs bench/run.sh (about
+# 25 minutes) and writes bench/results.md, bench/throughput.png and
+# bench/rss.png. Also builds bench/limit against the host's Debian 12 libvips
+# (build/host/bench/limit: the reference row limit-deb12).
 # BENCH_WORKLOADS=small runs only the small-image workload (a few minutes;
 # its own section of bench/results.md); default: standard and small.
 .PHONY: bench
 BENCH_TOOLS = $(BUILD)/bench/limit $(BUILD)/bench/lagwatch $(BUILD)/bench/pace
 bench: deps
-	bash bench/deps.sh $(if $(filter sharp-libvips,$(VIPS)),--sharp-libvips)
+	bash bench/deps.sh
 	$(MAKE) --no-print-directory build $(BENCH_TOOLS)
+	$(if $(filter trixie,$(PLATFORM)),$(MAKE) --no-print-directory PLATFORM=host BUILD=build/host VIPS= build/host/bench/limit)
 	BUILD=$(BUILD) BENCH_WORKLOADS="$(BENCH_WORKLOADS)" bash bench/run.sh
 
 VIPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags vips)
@@ -212,30 +226,6 @@ $(BUILD)/bench/pace: bench/pace.c
 	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(shell $(PKG_CONFIG) --cflags rdkafka) -o $@ $< \
 		$(shell $(PKG_CONFIG) --libs rdkafka)
 
-# `make VIPS=sharp-libvips BUILD=build/vips818 build build-tests`: imgsink, its
-# tests, plugins and bench/limit linked against the libvips 8.18 of npm's
-# @img/sharp-libvips-linux-x64 (one shared library with its own GLib; headers
-# from @img/sharp-libvips-dev; `bash bench/deps.sh --sharp-libvips` installs
-# both into the cache) instead of Debian's libvips. Nothing else from GLib is
-# linked. Use a BUILD dir of its own; Debian's libvips stays the default.
-# `make VIPS=sharp-libvips BUILD=build/vips818 bench` benchmarks it (add
-# BENCH_BASELINE=build BENCH_TAG=-vips818 to run the Debian build alongside).
-ifeq ($(VIPS),sharp-libvips)
-SHARP_LIBVIPS ?= $(or $(IMGSINK_CACHE),$(HOME)/.cache/imgsink)/sharp-libvips/node_modules/@img
-SHARP_LIBVIPS_LIB = $(SHARP_LIBVIPS)/sharp-libvips-linux-x64/lib
-SHARP_LIBVIPS_INC = $(SHARP_LIBVIPS)/sharp-libvips-dev/include
-VIPS_CFLAGS = -I$(SHARP_LIBVIPS_INC) -I$(SHARP_LIBVIPS_INC)/glib-2.0 \
-              -I$(SHARP_LIBVIPS_LIB)/glib-2.0/include
-VIPS_LIBS   = $(firstword $(wildcard $(SHARP_LIBVIPS_LIB)/libvips-cpp.so.*)) \
-              -Wl,-rpath,$(SHARP_LIBVIPS_LIB)
-PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(filter-out vips,$(PKGS))) $(VIPS_CFLAGS)
-PKG_LIBS   = $(shell $(PKG_CONFIG) --libs $(filter-out vips,$(PKGS))) $(VIPS_LIBS)
-$(BUILD)/plugins/%.so: processors/plugins/%/*.c processors/plugin.h processors/processor.h
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	@$(CC) -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -fPIC -shared -Iprocessors $(VIPS_CFLAGS) \
-		-o $@ $(filter %.c,$^) $(VIPS_LIBS)
-endif
 
 # The analytics report of one day from the local stack's store:
 # build/report/report-DATE.html (DATE=YYYY-MM-DD, default today UTC).

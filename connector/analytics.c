@@ -10,6 +10,8 @@
  * fails, and their next owner writes the same files again.
  */
 #include "analytics.h"
+#include "analytics_agg.h"
+#include "analytics_rollup.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -20,16 +22,29 @@
 #include <avro.h>
 #include <librdkafka/rdkafka.h>
 
+#include "avro_rec.h"
+#include "avro_walk.h"
 #include "clock.h"
+#include "creds.h"
 #include "events.h"
+#include "health.h"
+#include "http.h"
 #include "kafka.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
+#include "registry.h"
 #include "s3.h"
+#include "stats.h"
 
 /* Largest event accepted; avro-c's file blocks are this large, so one
  * always fits. */
 #define MAX_EVENT_BYTES (1024 * 1024)
+
+/* Resolved readers of registry schema ids, kept for the life of the sink
+ * (an id names one schema for good); ids past this are resolved per
+ * event. */
+#define MAX_RESOLVED 64
 
 /* One assigned partition and its open file. */
 typedef struct apart {
@@ -52,6 +67,13 @@ typedef struct sink {
     is_s3_t *s3;
     avro_schema_t schema;
     avro_value_iface_t *iface;
+    is_registry_t *registry; /* NULL: registry-framed events cannot be read */
+    struct {
+        int id;
+        avro_schema_t writer;
+        avro_value_iface_t *rw;
+    } resolved[MAX_RESOLVED];
+    int nresolved;
     char tagging[128];
     apart_t *parts;
     int nparts, capparts;
@@ -69,14 +91,22 @@ static void on_signal(int sig)
 int is_analytics_key(const char *prefix, const char *topic, int32_t partition, int64_t offset,
                      int64_t event_ms, char *out, size_t out_size)
 {
+    return is_analytics_table_key(prefix, "events", topic, partition, offset, event_ms, out,
+                                  out_size);
+}
+
+int is_analytics_table_key(const char *prefix, const char *table, const char *topic,
+                           int32_t partition, int64_t offset, int64_t event_ms, char *out,
+                           size_t out_size)
+{
     time_t secs = (time_t)(event_ms / 1000);
     struct tm tm;
 
     if (!gmtime_r(&secs, &tm))
         return -1;
     /* Kafka topic names are [A-Za-z0-9._-]: safe in a key as they are. */
-    int n = snprintf(out, out_size, "%sevents/dt=%04d-%02d-%02d/hour=%02d/%s+%d+%lld.avro", prefix,
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, topic,
+    int n = snprintf(out, out_size, "%s%s/dt=%04d-%02d-%02d/hour=%02d/%s+%d+%lld.avro", prefix,
+                     table, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, topic,
                      (int)partition, (long long)offset);
     return n < 0 || (size_t)n >= out_size ? -1 : 0;
 }
@@ -172,10 +202,54 @@ static void put_long(FILE *fp, int64_t n)
  * header's avro.schema is replaced by the schema file's own text; the
  * rest (codec, sync marker, blocks) is copied as it is. Returns 0, or -1
  * on a header this code does not understand. */
-static int rewrite_header(char **file, size_t *len)
+int is_analytics_ocf_schema(char **file, size_t *len, const char *schema)
+{
+    return is_analytics_ocf_header(file, len, schema, NULL, NULL);
+}
+
+int is_analytics_ocf_meta(const char *file, size_t len, const char *name, char **value)
+{
+    const unsigned char *in = (const unsigned char *)file;
+    size_t pos = 4, nl = strlen(name);
+    int64_t count, n;
+
+    *value = NULL;
+    if (len < 4 || memcmp(in, "Obj\x01", 4))
+        return -1;
+    for (;;) {
+        if (read_long(in, len, &pos, &count))
+            return -1;
+        if (!count)
+            return 0;
+        if (count < 0) {
+            count = -count;
+            if (read_long(in, len, &pos, &n))
+                return -1;
+        }
+        for (int64_t i = 0; i < count; i++) {
+            int64_t klen, vlen;
+            if (read_long(in, len, &pos, &klen) || klen < 0 || (size_t)klen > len - pos)
+                return -1;
+            const unsigned char *key = in + pos;
+            pos += (size_t)klen;
+            if (read_long(in, len, &pos, &vlen) || vlen < 0 || (size_t)vlen > len - pos)
+                return -1;
+            if ((size_t)klen == nl && !memcmp(key, name, nl)) {
+                if (!(*value = malloc((size_t)vlen + 1)))
+                    return -1;
+                memcpy(*value, in + pos, (size_t)vlen);
+                (*value)[vlen] = '\0';
+                return 0;
+            }
+            pos += (size_t)vlen;
+        }
+    }
+}
+
+int is_analytics_ocf_header(char **file, size_t *len, const char *schema, const char *meta_key,
+                            const char *meta_value)
 {
     const unsigned char *in = (const unsigned char *)*file;
-    const char *schema = is_events_schema_json();
     size_t pos = 4, olen = 0;
     char *out = NULL;
     int64_t count, n;
@@ -215,6 +289,13 @@ static int rewrite_header(char **file, size_t *len)
             pos += (size_t)vlen;
         }
     }
+    if (meta_key) {
+        put_long(fp, 1);
+        put_long(fp, (int64_t)strlen(meta_key));
+        fwrite(meta_key, 1, strlen(meta_key), fp);
+        put_long(fp, (int64_t)strlen(meta_value));
+        fwrite(meta_value, 1, strlen(meta_value), fp);
+    }
     put_long(fp, 0);
     fwrite(in + pos, 1, *len - pos, fp); /* sync marker and blocks */
     if (fclose(fp)) {
@@ -236,20 +317,11 @@ static int encode_file(sink_t *s, apart_t *p, char **out, size_t *out_len, char 
                        size_t errstr_size)
 {
     avro_file_writer_t fw;
-    FILE *fp = open_memstream(out, out_len);
     size_t off = 0;
 
-    if (!fp) {
-        snprintf(errstr, errstr_size, "open_memstream: out of memory");
+    if (is_avro_rec_ocf_new("analytics", s->schema, MAX_EVENT_BYTES, out, out_len, &fw,
+                            "avro file writer", errstr, errstr_size))
         return -1;
-    }
-    if (avro_file_writer_create_with_codec_fp(fp, "analytics", 1, s->schema, &fw, "deflate",
-                                              MAX_EVENT_BYTES)) {
-        snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
-        fclose(fp);
-        free(*out);
-        return -1;
-    }
     for (size_t i = 0; i < p->n; i++) {
         if (avro_file_writer_append_encoded(fw, p->data + off, (int64_t)p->sizes[i])) {
             snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
@@ -259,17 +331,52 @@ static int encode_file(sink_t *s, apart_t *p, char **out, size_t *out_len, char 
         }
         off += p->sizes[i];
     }
-    if (avro_file_writer_close(fw)) { /* flushes the last block, closes fp */
+    if (avro_file_writer_close(fw)) { /* flushes the last block, finishes *out */
         snprintf(errstr, errstr_size, "avro file writer: %s", avro_strerror());
         free(*out);
         return -1;
     }
-    if (rewrite_header(out, out_len)) {
+    if (is_analytics_ocf_schema(out, out_len, is_events_schema_json())) {
         snprintf(errstr, errstr_size, "avro file writer: unexpected file header");
         free(*out);
         return -1;
     }
     return 0;
+}
+
+/* Sleeps before retry attempt + 1: 200 ms doubling up to 30 s, cut short
+ * by a stop (after the third attempt). Beats the liveness clock: waiting
+ * on the store or the registry is not a stall. */
+static void backoff(int attempt)
+{
+    int64_t ms = 200LL << (attempt < 8 ? attempt : 8);
+    for (int64_t until = is_now_ms() + (ms > 30000 ? 30000 : ms); is_now_ms() < until;) {
+        is_health_beat();
+        if (stop && attempt >= 2)
+            return;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* PUTs one file, retrying until it succeeds. Permanent failures too
+ * (permissions, a missing bucket): skipping would lose rows; an operator
+ * fixes the store and the sink goes on. 0, or -1 when stopped first. */
+static int put(sink_t *s, const char *key, const char *body, size_t len, const char *tagging)
+{
+    char errstr[1024];
+
+    for (int attempt = 0;; attempt++) {
+        is_s3_result_t r = is_s3_put(s->s3, key, body, len, "application/avro", tagging, 0, errstr,
+                                     sizeof(errstr));
+        if (r == IS_S3_OK)
+            return 0;
+        IS_WARN("analytics", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
+                "PUT failed, retrying: %s", errstr);
+        backoff(attempt);
+        if (stop && attempt >= 2)
+            return -1;
+    }
 }
 
 /* Writes p's open file and commits past it. 0 done (or nothing open), -1
@@ -279,6 +386,7 @@ static int flush(sink_t *s, apart_t *p, const char *why)
     char key[1024], errstr[1024];
     char *body = NULL;
     size_t len = 0;
+    int64_t t0 = is_now_ms();
 
     if (p->first < 0) {
         if (p->skipped_to >= 0) {
@@ -295,29 +403,40 @@ static int flush(sink_t *s, apart_t *p, const char *why)
         stop = 1;
         return -1;
     }
-    for (int attempt = 0;; attempt++) {
-        is_s3_result_t r = is_s3_put(s->s3, key, body, len, "application/avro", s->tagging, 0,
-                                     errstr, sizeof(errstr));
-        if (r == IS_S3_OK)
-            break;
-        /* Permanent failures too (permissions, a missing bucket): skipping
-         * would lose rows; an operator fixes the store and the sink goes
-         * on. */
-        IS_WARN("analytics", json_pack("{s:s, s:i}", "key", key, "attempt", attempt + 1),
-                "PUT failed, retrying: %s", errstr);
-        int64_t ms = 200LL << (attempt < 8 ? attempt : 8);
-        for (int64_t until = is_now_ms() + (ms > 30000 ? 30000 : ms); is_now_ms() < until;) {
-            if (stop && attempt >= 2) {
-                free(body);
-                return -1;
-            }
-            struct timespec ts = {0, 50 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+    if (put(s, key, body, len, s->tagging)) {
+        free(body);
+        return -1;
     }
     free(body);
+    body = NULL;
+    /* The aggregate of the same events, before the commit: a crash between
+     * the two PUTs writes both again. */
+    if (!strcmp(s->cfg->analytics_aggregate, "hourly")) {
+        char akey[1024];
+        size_t alen = 0;
+        if (is_analytics_table_key(s->cfg->analytics_prefix, "events_hourly", p->topic,
+                                   p->partition, p->first, p->event_ms, akey, sizeof(akey)) ||
+            is_analytics_agg_encode(s->iface, p->data, p->sizes, p->n, p->hour * 3600000, p->topic,
+                                    p->partition, p->first, &body, &alen, errstr, sizeof(errstr))) {
+            IS_ERR("analytics", json_pack("{s:s}", "key", key), "cannot build the aggregate: %s",
+                   errstr);
+            stop = 1;
+            return -1;
+        }
+        if (put(s, akey, body, alen, IS_ANALYTICS_AGG_TAGGING)) {
+            free(body);
+            return -1;
+        }
+        free(body);
+        IS_INFO("analytics", json_pack("{s:s, s:I}", "key", akey, "bytes", (json_int_t)alen),
+                "aggregate written");
+    }
     s->n_files++;
     s->n_rows += (long long)p->n;
+    is_metrics_inc(IS_M_ANALYTICS_FILES);
+    is_metrics_add(IS_M_ANALYTICS_ROWS, (int64_t)p->n);
+    is_metrics_add(IS_M_ANALYTICS_BYTES, (int64_t)len);
+    is_metrics_observe(IS_M_ANALYTICS_FLUSH_SECONDS, (double)(is_now_ms() - t0) / 1000.0);
     IS_INFO("analytics",
             json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "key", key, "rows", (json_int_t)p->n,
                       "bytes", (json_int_t)len, "first_offset", (json_int_t)p->first, "last_offset",
@@ -332,40 +451,178 @@ static int flush(sink_t *s, apart_t *p, const char *why)
     return 0;
 }
 
-/* Decodes the event (hostile until proven otherwise) and returns its
- * processed_at, or -1 with errstr if it is not one whole ImageEvent. */
-static int64_t event_time(sink_t *s, const rd_kafka_message_t *rkm, char *errstr,
-                          size_t errstr_size)
+/* Reads [p, p + n) as one ImageEvent written with writer (NULL: the
+ * bundled schema, plain Avro) and returns its processed_at, or -1 with
+ * errstr. The bytes are walked (avro_walk.h) before avro-c reads them, so
+ * a hostile length cannot make it allocate. With a writer, the event is
+ * resolved against the bundled schema and its plain encoding (the files'
+ * schema) goes to *plain, malloc'd. */
+static int64_t read_event(sink_t *s, avro_schema_t writer, avro_value_iface_t *rw_iface,
+                          const unsigned char *p, size_t n, char **plain, size_t *plain_len,
+                          char *errstr, size_t errstr_size)
 {
-    avro_value_t v, f;
-    avro_reader_t rd;
-    size_t size = 0;
+    avro_value_t v, rw, f;
+    avro_reader_t rd = NULL;
+    avro_writer_t wr = NULL;
+    size_t items = 0, size = 0;
     int64_t t = -1;
+    int have_rw = 0;
 
-    if (!rkm->len || rkm->len > MAX_EVENT_BYTES) {
-        snprintf(errstr, errstr_size, "%zu bytes: expected 1..%d", rkm->len, MAX_EVENT_BYTES);
-        return -1;
-    }
-    if (!(rd = avro_reader_memory(rkm->payload, (int64_t)rkm->len)))
+    if (is_avro_walk(p, p, p + n, writer ? writer : s->schema, &items, errstr, errstr_size))
         return -1;
     if (avro_generic_value_new(s->iface, &v)) {
-        avro_reader_free(rd);
         snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    if (avro_value_read(rd, &v))
-        snprintf(errstr, errstr_size, "not an ImageEvent: %s", avro_strerror());
-    else if (avro_value_sizeof(&v, &size) || size != rkm->len)
-        snprintf(errstr, errstr_size, "not one ImageEvent: %zu bytes, the event takes %zu",
-                 rkm->len, size);
-    else if (avro_value_get_by_name(&v, "processed_at", &f, NULL) || avro_value_get_long(&f, &t) ||
-             t < 0 || t > INT64_C(253402300799999)) {
+    if (writer) {
+        if (avro_resolved_writer_new_value(rw_iface, &rw)) {
+            snprintf(errstr, errstr_size, "out of memory");
+            goto done;
+        }
+        have_rw = 1;
+        avro_resolved_writer_set_dest(&rw, &v);
+    }
+    if (!(rd = avro_reader_memory((const char *)p, (int64_t)n))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto done;
+    }
+    if (avro_value_read(rd, have_rw ? &rw : &v)) {
+        snprintf(errstr, errstr_size, "%s", avro_strerror());
+        goto done;
+    }
+    if (!writer && (avro_value_sizeof(&v, &size) || size != n)) {
+        snprintf(errstr, errstr_size, "not one ImageEvent: %zu bytes, the event takes %zu", n,
+                 size);
+        goto done;
+    }
+    if (avro_value_get_by_name(&v, "processed_at", &f, NULL) || avro_value_get_long(&f, &t) ||
+        t < 0 || t > INT64_C(253402300799999)) {
         snprintf(errstr, errstr_size, "processed_at out of range");
         t = -1;
+        goto done;
     }
+    if (writer) {
+        if (avro_value_sizeof(&v, &size) || !(*plain = malloc(size ? size : 1)) ||
+            !(wr = avro_writer_memory(*plain, (int64_t)size)) || avro_value_write(wr, &v)) {
+            snprintf(errstr, errstr_size, "cannot encode the event in the files' schema: %s",
+                     avro_strerror());
+            free(*plain);
+            *plain = NULL;
+            t = -1;
+            goto done;
+        }
+        *plain_len = size;
+    }
+done:
+    if (wr)
+        avro_writer_free(wr);
+    if (rd)
+        avro_reader_free(rd);
+    if (have_rw)
+        avro_value_decref(&rw);
     avro_value_decref(&v);
-    avro_reader_free(rd);
     return t;
+}
+
+/* The writer schema of a registry id and its resolver against the bundled
+ * schema: 0 (borrowed, or new in *tmp_* to free when the cache is full),
+ * 1 permanent (unknown id, not an ImageEvent schema), -1 transient (the
+ * registry did not answer). */
+static int resolve_id(sink_t *s, int id, avro_schema_t *writer, avro_value_iface_t **rw, int *owned,
+                      char *errstr, size_t errstr_size)
+{
+    avro_schema_t w;
+
+    *owned = 0;
+    for (int i = 0; i < s->nresolved; i++)
+        if (s->resolved[i].id == id) {
+            *writer = s->resolved[i].writer;
+            *rw = s->resolved[i].rw;
+            return 0;
+        }
+    int rc = is_registry_schema(s->registry, id, &w, errstr, errstr_size);
+    if (rc)
+        return rc;
+    avro_value_iface_t *r = avro_resolved_writer_new(w, s->schema);
+    if (!r) {
+        snprintf(errstr, errstr_size, "its schema cannot be resolved against ImageEvent: %.200s",
+                 avro_strerror());
+        avro_schema_decref(w);
+        return 1;
+    }
+    if (s->nresolved < MAX_RESOLVED) {
+        s->resolved[s->nresolved].id = id;
+        s->resolved[s->nresolved].writer = w;
+        s->resolved[s->nresolved++].rw = r;
+    } else {
+        *owned = 1;
+    }
+    *writer = w;
+    *rw = r;
+    return 0;
+}
+
+/* Decodes one event of the events topic, hostile until proven otherwise,
+ * in either framing: plain Avro binary of the bundled schema, or the
+ * registry wire format (byte 0, 4-byte schema id, Avro binary), whose
+ * writer schema the registry gives by id. A plain event whose id is null
+ * also starts with byte 0, so a framed reading that fails falls back to
+ * the plain one. Returns 0 with *t (processed_at) and the event's plain
+ * encoding in *plain (NULL: the message itself), 1 when it cannot be
+ * read (skipped, reason in errstr), -1 when the registry did not answer
+ * (the caller retries). */
+static int decode_event(sink_t *s, const rd_kafka_message_t *rkm, int64_t *t, char **plain,
+                        size_t *plain_len, char *errstr, size_t errstr_size)
+{
+    const unsigned char *m = rkm->payload;
+    char framed_why[512] = "", plain_why[512];
+    int transient = 0;
+
+    *plain = NULL;
+    if (!rkm->len || rkm->len > MAX_EVENT_BYTES) {
+        snprintf(errstr, errstr_size, "%zu bytes: expected 1..%d", rkm->len, MAX_EVENT_BYTES);
+        return 1;
+    }
+    if (m[0] == 0 && rkm->len >= 5) {
+        uint32_t id = (uint32_t)m[1] << 24 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 8 | m[4];
+        char why[400] = "";
+        if (id > INT32_MAX) {
+            snprintf(framed_why, sizeof(framed_why), "schema id %u out of range", id);
+        } else if (!s->registry) {
+            snprintf(framed_why, sizeof(framed_why),
+                     "registry-framed (schema id %u), and no schema.registry.url to resolve it",
+                     id);
+        } else {
+            avro_schema_t writer;
+            avro_value_iface_t *rw;
+            int owned, rc = resolve_id(s, (int)id, &writer, &rw, &owned, why, sizeof(why));
+            if (!rc) {
+                *t = read_event(s, writer, rw, m + 5, rkm->len - 5, plain, plain_len, why,
+                                sizeof(why));
+                if (owned) {
+                    avro_value_iface_decref(rw);
+                    avro_schema_decref(writer);
+                }
+                if (*t >= 0)
+                    return 0;
+            }
+            transient = rc < 0;
+            snprintf(framed_why, sizeof(framed_why), "schema id %u: %s", id, why);
+        }
+    }
+    *t = read_event(s, NULL, NULL, m, rkm->len, NULL, NULL, plain_why, sizeof(plain_why));
+    if (*t >= 0)
+        return 0;
+    if (transient) {
+        snprintf(errstr, errstr_size, "%.450s", framed_why);
+        return -1;
+    }
+    if (*framed_why)
+        snprintf(errstr, errstr_size, "not an ImageEvent: %.300s (plain Avro: %.150s)", framed_why,
+                 plain_why);
+    else
+        snprintf(errstr, errstr_size, "not an ImageEvent: %.400s", plain_why);
+    return 1;
 }
 
 static void handle(sink_t *s, const rd_kafka_message_t *rkm)
@@ -379,9 +636,28 @@ static void handle(sink_t *s, const rd_kafka_message_t *rkm)
         stop = 1;
         return;
     }
-    int64_t t = event_time(s, rkm, why, sizeof(why));
-    if (t < 0) {
+    int64_t t;
+    char *plain = NULL;
+    size_t plain_len = 0;
+    int rc;
+    /* A registry that does not answer: the event waits (as for the store),
+     * it is not skipped. */
+    for (int attempt = 0;
+         (rc = decode_event(s, rkm, &t, &plain, &plain_len, why, sizeof(why))) < 0 && !stop;
+         attempt++) {
+        IS_WARN("analytics",
+                json_pack("{s:s, s:i, s:I, s:i}", "topic", topic, "partition", (int)rkm->partition,
+                          "offset", (json_int_t)rkm->offset, "attempt", attempt + 1),
+                "Schema Registry lookup failed, retrying: %s", why);
+        backoff(attempt);
+    }
+    if (rc < 0) {
+        /* stopping: not read, the next owner reads it again */
+        return;
+    }
+    if (rc > 0) {
         s->n_skipped++;
+        is_metrics_inc(IS_M_ANALYTICS_SKIPPED);
         IS_WARN("analytics",
                 json_pack("{s:s, s:i, s:I}", "topic", topic, "partition", (int)rkm->partition,
                           "offset", (json_int_t)rkm->offset),
@@ -391,17 +667,22 @@ static void handle(sink_t *s, const rd_kafka_message_t *rkm)
             flush(s, p, "skipped"); /* nothing open: commit past it now */
         return;
     }
+    const char *ev = plain ? plain : rkm->payload;
+    size_t evlen = plain ? plain_len : rkm->len;
     if (p->first >= 0 &&
-        (t / 3600000 != p->hour || p->len + rkm->len > (size_t)s->cfg->analytics_max_file_bytes))
-        if (flush(s, p, t / 3600000 != p->hour ? "hour" : "size"))
+        (t / 3600000 != p->hour || p->len + evlen > (size_t)s->cfg->analytics_max_file_bytes))
+        if (flush(s, p, t / 3600000 != p->hour ? "hour" : "size")) {
+            free(plain);
             return;
-    if (p->len + rkm->len > p->cap) {
+        }
+    if (p->len + evlen > p->cap) {
         size_t cap = p->cap ? p->cap : 65536;
-        while (cap < p->len + rkm->len)
+        while (cap < p->len + evlen)
             cap *= 2;
         char *d = realloc(p->data, cap);
         if (!d) {
             IS_ERR("analytics", NULL, "out of memory");
+            free(plain);
             stop = 1;
             return;
         }
@@ -413,6 +694,7 @@ static void handle(sink_t *s, const rd_kafka_message_t *rkm)
         size_t *z = realloc(p->sizes, capn * sizeof(*z));
         if (!z) {
             IS_ERR("analytics", NULL, "out of memory");
+            free(plain);
             stop = 1;
             return;
         }
@@ -431,10 +713,11 @@ static void handle(sink_t *s, const rd_kafka_message_t *rkm)
                     json_pack("{s:s, s:I}", "key", key, "first_offset", (json_int_t)p->first),
                     "file opened");
     }
-    memcpy(p->data + p->len, rkm->payload, rkm->len);
-    p->len += rkm->len;
-    p->sizes[p->n++] = rkm->len;
+    memcpy(p->data + p->len, ev, evlen);
+    p->len += evlen;
+    p->sizes[p->n++] = evlen;
     p->last = rkm->offset;
+    free(plain);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -449,6 +732,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
             rd_kafka_assign(rk, parts);
+        is_health_publish_assignment(rk, 1);
         return;
     }
     /* Revoked or lost: open files are dropped, not written. Their events
@@ -462,6 +746,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else
         rd_kafka_assign(rk, NULL);
+    /* Cooperative: the rest of the assignment is still held. Eager: a new
+     * assignment follows. Lost: not in the group until it comes. */
+    is_health_publish_assignment(rk, coop && !rd_kafka_assignment_lost(rk));
 }
 
 static rd_kafka_t *consumer_new(sink_t *s, char *errstr, size_t errstr_size)
@@ -478,6 +765,13 @@ static rd_kafka_t *consumer_new(sink_t *s, char *errstr, size_t errstr_size)
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
+    /* Statistics feed the lag metric and readiness, as for the worker. */
+    if (!is_config_kafka_get(s->cfg, "statistics.interval.ms") &&
+        is_kafka_conf_set(conf, "statistics.interval.ms", "5000", errstr, errstr_size)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_stats_cb(conf, is_stats_cb);
     rd_kafka_conf_set_opaque(conf, s);
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     if (!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size))) {
@@ -536,9 +830,13 @@ static int check_config(const is_config_t *cfg, char *errstr, size_t errstr_size
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: imgsink analytics [-c FILE] [-X key=value]...\n"
+    fprintf(out, "usage: imgsink analytics [run] [-c FILE] [-X key=value]...\n"
                  "  Reads events.topic as group analytics.group.id and writes Avro files under\n"
-                 "  {analytics.prefix}events/dt=YYYY-MM-DD/hour=HH/ in s3.bucket.\n");
+                 "  {analytics.prefix}events/dt=YYYY-MM-DD/hour=HH/ in s3.bucket.\n"
+                 "       imgsink analytics rollup --date YYYY-MM-DD [-c FILE] [-X key=value]...\n"
+                 "  Compacts the day's hourly files into\n"
+                 "  {analytics.prefix}events_daily/dt=YYYY-MM-DD/YYYY-MM-DD.avro, then deletes\n"
+                 "  them; safe to rerun.\n");
 }
 
 int is_analytics_main(is_config_t *cfg, int argc, char **argv)
@@ -547,15 +845,29 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
     sink_t s = {0};
     int rc = 1;
     struct sigaction sa;
+    is_creds_provider_t *creds = NULL;
+    is_http_t *http = NULL;
+
+    const char *rollup = NULL;
+    int is_rollup = argc > 1 && !strcmp(argv[1], "rollup");
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
         }
-        if (i == 1 && !strcmp(argv[i], "run"))
+        if (i == 1 && (!strcmp(argv[i], "run") || is_rollup))
             continue;
+        if (is_rollup && !strcmp(argv[i], "--date") && i + 1 < argc) {
+            rollup = argv[++i];
+            continue;
+        }
         fprintf(stderr, "imgsink analytics: unexpected argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
+    }
+    if (is_rollup && !rollup) {
+        fprintf(stderr, "imgsink analytics rollup: --date YYYY-MM-DD is required\n");
         usage(stderr);
         return 2;
     }
@@ -571,17 +883,59 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    is_s3_conf_t s3c = is_s3_conf_of(cfg, NULL);
+    /* The store's credentials come from the chain the worker uses
+     * (creds.h): explicit keys, the environment, shared files, web
+     * identity, the container endpoint or IMDS, refreshed before expiry. */
+    is_creds_conf_t cc = {cfg->s3_access_key,
+                          cfg->s3_secret_key,
+                          cfg->s3_session_token,
+                          cfg->s3_region,
+                          cfg->s3_credentials_refresh_margin_ms,
+                          cfg->s3_credentials_timeout_ms};
+    if (!(creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+        IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
+        goto done;
+    }
+    IS_INFO("creds", json_pack("{s:s}", "source", is_creds_source(creds)),
+            "store credentials from %s", is_creds_source(creds));
+    is_health_creds(creds, cfg->s3_credentials_unhealthy_restart_ms);
+    is_s3_conf_t s3c = is_s3_conf_of(cfg, creds);
+    if (*cfg->schema_registry_url &&
+        !(s.registry = is_registry_new(
+              cfg->schema_registry_url, cfg->schema_registry_userinfo, cfg->schema_registry_ca,
+              (long)cfg->schema_registry_timeout_ms, errstr, sizeof(errstr)))) {
+        IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
+        goto done;
+    }
     if (is_keys_tagging((int)cfg->analytics_retention_days, "analytics", s.tagging,
                         sizeof(s.tagging)) ||
-        avro_schema_from_json_length(is_events_schema_json(), strlen(is_events_schema_json()),
-                                     &s.schema) ||
-        !(s.iface = avro_generic_class_from_schema(s.schema))) {
+        is_avro_rec_class(is_events_schema_json(), strlen(is_events_schema_json()), &s.schema,
+                          &s.iface)) {
         IS_ERR("analytics", NULL, "start-up failed: %s", avro_strerror());
         goto done;
     }
     if (!(s.s3 = is_s3_new(&s3c, errstr, sizeof(errstr))) ||
-        !(s.rk = consumer_new(&s, errstr, sizeof(errstr)))) {
+        is_creds_start(creds, errstr, sizeof(errstr))) {
+        IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
+        goto done;
+    }
+    if (is_rollup) {
+        rc = is_analytics_rollup(cfg, s.s3, s.schema, s.iface, s.tagging, rollup);
+        goto done;
+    }
+    /* /metrics, /healthz and /readyz on http.listen, as the worker's;
+     * before the consumer joins, so readiness answers 503 from the start. */
+    is_health_start();
+    if (*cfg->http_listen) {
+        if (!(http = is_http_new(cfg->http_listen, cfg->http_health_stall_ms, errstr,
+                                 sizeof(errstr)))) {
+            IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
+            goto done;
+        }
+        IS_INFO("http", json_pack("{s:s}", "address", is_http_address(http)),
+                "serving /metrics, /healthz and /readyz");
+    }
+    if (!(s.rk = consumer_new(&s, errstr, sizeof(errstr)))) {
         IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
         goto done;
     }
@@ -591,6 +945,7 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
                       cfg->analytics_prefix),
             "analytics sink started");
     while (!stop) {
+        is_health_beat();
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(s.rk, 200);
         if (rkm) {
             if (!rkm->err)
@@ -607,6 +962,7 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
     }
     /* Stopping: write what is open, so a clean stop leaves nothing to read
      * again. */
+    is_health_stopping();
     for (int i = 0; i < s.nparts; i++)
         flush(&s, &s.parts[i], "shutdown");
     rc = 0;
@@ -619,7 +975,15 @@ done:
         rd_kafka_consumer_close(s.rk);
         rd_kafka_destroy(s.rk);
     }
+    is_http_destroy(http);
     is_s3_destroy(s.s3);
+    is_health_creds(NULL, 0);
+    is_creds_provider_destroy(creds); /* after the S3 client */
+    is_registry_destroy(s.registry);
+    for (int i = 0; i < s.nresolved; i++) {
+        avro_value_iface_decref(s.resolved[i].rw);
+        avro_schema_decref(s.resolved[i].writer);
+    }
     for (int i = 0; i < s.nparts; i++) {
         free(s.parts[i].data);
         free(s.parts[i].sizes);

@@ -20,6 +20,7 @@
  */
 #include "api.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -40,6 +41,7 @@
 #include <openssl/sha.h>
 
 #include "clock.h"
+#include "creds.h"
 #include "envelope.h"
 #include "http.h"
 #include "kafka.h"
@@ -74,10 +76,17 @@ typedef struct api {
     pthread_mutex_t rlock;
     api_rate_t *rates;
     size_t nrates;
+    /* the store's credentials: the worker's chain, refreshed (creds.h) */
+    is_creds_provider_t *creds;
     /* producer of POST /v1/images */
     rd_kafka_t *rk;
     pthread_t poller;
     atomic_int stop;
+    /* the producer's last error (error callback), cleared when a metadata
+     * request through the producer succeeds again; kerr_at 0: none */
+    pthread_mutex_t klock_err;
+    char kerr[700];
+    int64_t kerr_at;
     /* counters for /metrics */
     atomic_llong n_status[6]; /* by class 1xx..5xx, [0] other */
     atomic_llong n_limited, n_produced, n_produce_failed, n_uploads, n_reloads, n_reload_fail;
@@ -340,6 +349,13 @@ static int rate_take(api_t *a, const char *tenant)
     return wait;
 }
 
+/* The HMAC key of ids: api.id.key, else the explicit s3.secret.key (never
+ * temporary credentials, which change; api_validate makes sure one is set). */
+static const char *id_key(const api_t *a)
+{
+    return *a->cfg->api_id_key ? a->cfg->api_id_key : a->cfg->s3_secret_key;
+}
+
 /* "YYYYMMDD-RANDOM16HEX-TAG8HEX" for tenant at time t. */
 static int make_id(const api_t *a, const char *tenant, time_t t, char *out, size_t out_size)
 {
@@ -361,7 +377,7 @@ static int make_id(const api_t *a, const char *tenant, time_t t, char *out, size
     unsigned int maclen = 0;
     char msg[256];
     int ml = snprintf(msg, sizeof(msg), "imgsink api id\n%s\n%s", tenant, base);
-    const char *secret = a->cfg->s3_secret_key;
+    const char *secret = id_key(a);
     if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, (size_t)ml, mac,
               &maclen))
         return -1;
@@ -395,7 +411,7 @@ static int check_id(const api_t *a, const char *tenant, const char *id, int64_t 
     unsigned int maclen = 0;
     char msg[256], tag[9];
     int ml = snprintf(msg, sizeof(msg), "imgsink api id\n%s\n%.25s", tenant, id);
-    const char *secret = a->cfg->s3_secret_key;
+    const char *secret = id_key(a);
     if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)msg, (size_t)ml, mac,
               &maclen))
         return -1;
@@ -471,11 +487,19 @@ static void rfc3339(time_t t, char *out, size_t size)
     strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static is_presign_t presigner(const api_t *a, const char *endpoint)
+/* Signs with cr, the current snapshot of the chain (is_creds_get): a
+ * temporary set puts its session token in X-Amz-Security-Token. */
+static is_presign_t presigner(const api_t *a, const char *endpoint, const char *bucket,
+                              const is_creds_t *cr)
 {
     const is_config_t *c = a->cfg;
-    return (is_presign_t){endpoint,         c->s3_region,        c->s3_bucket,    c->s3_access_key,
-                          c->s3_secret_key, c->s3_session_token, c->s3_path_style};
+    return (is_presign_t){endpoint,       c->s3_region,      bucket,          cr->access_key,
+                          cr->secret_key, cr->session_token, c->s3_path_style};
+}
+
+const char *is_api_raw_bucket(const is_config_t *cfg)
+{
+    return cfg->api_raw_bucket && *cfg->api_raw_bucket ? cfg->api_raw_bucket : cfg->s3_bucket;
 }
 
 static const char *public_endpoint(const api_t *a)
@@ -539,9 +563,11 @@ static enum MHD_Result route_uploads(api_t *a, struct MHD_Connection *conn, api_
     for (char *p = ctl; *p; p++)
         *p = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
     is_sigv4_header_t hdrs[] = {{"content-length", len_s}, {"content-type", ctl}};
-    is_presign_t ps = presigner(a, public_endpoint(a));
+    is_creds_t *cr = is_creds_get(a->creds);
+    is_presign_t ps = presigner(a, public_endpoint(a), is_api_raw_bucket(a->cfg), cr);
     long exp_s = (long)a->cfg->api_upload_expires_s;
     char *url = is_presign_url(&ps, "PUT", key, exp_s, now, hdrs, 2, errstr, sizeof(errstr));
+    is_creds_release(cr);
     json_decref(in);
     if (!url) {
         IS_ERR("api", NULL, "%s", errstr);
@@ -676,7 +702,7 @@ static enum MHD_Result route_status(api_t *a, struct MHD_Connection *conn, api_r
     if (check_id(a, rq->tenant, id, &day_ms))
         return reply_err(a, conn, rq, MHD_HTTP_NOT_FOUND, "not_found", "no such image");
     const is_config_t *c = a->cfg;
-    is_s3_conf_t sc = is_s3_conf_of(c, NULL);
+    is_s3_conf_t sc = is_s3_conf_of(c, a->creds);
     is_s3_t *s3 = is_s3_new(&sc, errstr, sizeof(errstr));
     if (!s3)
         return reply_err(a, conn, rq, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "store client");
@@ -690,7 +716,8 @@ static enum MHD_Result route_status(api_t *a, struct MHD_Connection *conn, api_r
     if (r == IS_S3_OK) {
         json_t *meta = json_loadb(body, len, 0, NULL);
         json_t *rends = json_object();
-        is_presign_t ps = presigner(a, public_endpoint(a));
+        is_creds_t *cr = is_creds_get(a->creds);
+        is_presign_t ps = presigner(a, public_endpoint(a), a->cfg->s3_bucket, cr);
         time_t now = time(NULL);
         for (int i = 0; i < c->nrenditions; i++) {
             char rk[1024];
@@ -704,6 +731,7 @@ static enum MHD_Result route_status(api_t *a, struct MHD_Connection *conn, api_r
                 json_object_set_new(rends, rd->name, json_pack("{s:s}", "url", url));
             free(url);
         }
+        is_creds_release(cr);
         char expires[32];
         rfc3339(now + (time_t)c->api_download_expires_s, expires, sizeof(expires));
         json_t *out = json_pack("{s:s, s:s, s:o, s:s}", "id", id, "status", "processed",
@@ -782,6 +810,8 @@ static char *metrics_text(api_t *a, size_t *len)
             (long long)atomic_load(&a->n_produced), (long long)atomic_load(&a->n_produce_failed),
             nkeys, (long long)atomic_load(&a->n_reloads),
             (long long)atomic_load(&a->n_reload_fail));
+    if (a->creds)
+        is_creds_metrics_write(a->creds, fp);
     if (fclose(fp)) {
         free(buf);
         return NULL;
@@ -809,6 +839,74 @@ static enum MHD_Result reply_text(api_t *a, struct MHD_Connection *conn, api_req
 
 /* ------------------------------------------------------------------ server */
 
+/* Ready: keys loaded, store credentials usable (they refresh), and the
+ * producer has no Kafka error outstanding (wrong SASL password, unknown
+ * CA, brokers down). why gets the first reason, one line ending in '\n'.
+ * libmicrohttpd's threads. */
+static int api_ready(api_t *a, char *why, size_t why_size)
+{
+    char cwhy[1400];
+    int64_t failing_ms = 0;
+    pthread_rwlock_rdlock(&a->klock);
+    int n = a->nkeys;
+    pthread_rwlock_unlock(&a->klock);
+    if (n <= 0) {
+        snprintf(why, why_size, "no API keys loaded\n");
+        return 0;
+    }
+    if (!is_creds_healthy(a->creds, cwhy, sizeof(cwhy), &failing_ms)) {
+        snprintf(why, why_size, "store credentials: %s\n", cwhy);
+        return 0;
+    }
+    pthread_mutex_lock(&a->klock_err);
+    int kbad = a->kerr_at != 0;
+    if (kbad)
+        snprintf(why, why_size, "kafka producer: %s (%lld s ago)\n", a->kerr,
+                 (long long)((is_now_ms() - a->kerr_at) / 1000));
+    pthread_mutex_unlock(&a->klock_err);
+    return !kbad;
+}
+
+/* The producer's error callback (librdkafka's threads, via the poller):
+ * logged, explained (is_kafka_explain) and kept for /readyz. librdkafka's
+ * reasons hold no secret (a wrong password is "invalid credentials"). */
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    api_t *a = opaque;
+    char line[640];
+    (void)rk;
+    is_kafka_explain(reason, line, sizeof(line));
+    if (err == RD_KAFKA_RESP_ERR__FATAL || is_kafka_needs_operator(err, line))
+        IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "producer: %s", line);
+    else
+        IS_WARN("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "producer: %s", line);
+    pthread_mutex_lock(&a->klock_err);
+    snprintf(a->kerr, sizeof(a->kerr), "%s: %s", rd_kafka_err2name(err), line);
+    a->kerr_at = is_now_ms();
+    pthread_mutex_unlock(&a->klock_err);
+}
+
+/* Clears the producer's error once a metadata request succeeds again (the
+ * brokers answer and accept our credentials). Main thread; blocks up to
+ * 3 s, so only while an error is outstanding. */
+static void kafka_recheck(api_t *a)
+{
+    pthread_mutex_lock(&a->klock_err);
+    int64_t at = a->kerr_at;
+    pthread_mutex_unlock(&a->klock_err);
+    const struct rd_kafka_metadata *md = NULL;
+    if (!at || rd_kafka_metadata(a->rk, 0, NULL, &md, 3000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_metadata_destroy(md);
+    pthread_mutex_lock(&a->klock_err);
+    if (a->kerr_at == at) {
+        a->kerr_at = 0;
+        a->kerr[0] = '\0';
+        IS_INFO("kafka", NULL, "producer: the brokers answer again");
+    }
+    pthread_mutex_unlock(&a->klock_err);
+}
+
 /* One callback of one request. libmicrohttpd's threads. */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload_data,
@@ -830,13 +928,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         if (is_get && !strcmp(url, "/healthz"))
             return reply_text(a, conn, rq, MHD_HTTP_OK, strdup("ok\n"), 3);
         if (is_get && !strcmp(url, "/readyz")) {
-            pthread_rwlock_rdlock(&a->klock);
-            int n = a->nkeys;
-            pthread_rwlock_unlock(&a->klock);
-            if (n > 0)
+            char why[1600];
+            if (api_ready(a, why, sizeof(why)))
                 return reply_text(a, conn, rq, MHD_HTTP_OK, strdup("ready\n"), 6);
-            return reply_text(a, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE,
-                              strdup("no API keys loaded\n"), 19);
+            return reply_text(a, conn, rq, MHD_HTTP_SERVICE_UNAVAILABLE, strdup(why), strlen(why));
         }
         if (is_get && !strcmp(url, "/metrics")) {
             size_t len = 0;
@@ -985,12 +1080,30 @@ static int api_validate(const is_config_t *cfg, char *errstr, size_t errstr_size
                  cfg->api_raw_prefix);
         return -1;
     }
-    if (!strncmp(cfg->api_raw_prefix, cfg->s3_prefix, strlen(cfg->s3_prefix)) ||
-        !strncmp(cfg->s3_prefix, cfg->api_raw_prefix, strlen(cfg->api_raw_prefix))) {
+    const char *rb = cfg->api_raw_bucket;
+    size_t rbl = strlen(rb);
+    if (*rb &&
+        (rbl < 3 || rbl > 63 || strspn(rb, "abcdefghijklmnopqrstuvwxyz0123456789.-") != rbl ||
+         !isalnum((unsigned char)rb[0]) || !isalnum((unsigned char)rb[rbl - 1]))) {
+        snprintf(errstr, errstr_size,
+                 "api.raw.bucket=%.80s: expected an S3 bucket name (3 to 63 of a-z 0-9 . -, "
+                 "starting and ending with a letter or digit), or empty for s3.bucket",
+                 rb);
+        return -1;
+    }
+    if (!strcmp(is_api_raw_bucket(cfg), cfg->s3_bucket) &&
+        (!strncmp(cfg->api_raw_prefix, cfg->s3_prefix, strlen(cfg->s3_prefix)) ||
+         !strncmp(cfg->s3_prefix, cfg->api_raw_prefix, strlen(cfg->api_raw_prefix)))) {
         snprintf(errstr, errstr_size,
                  "api.raw.prefix=%s: expected a prefix apart from s3.prefix=%s (uploads must not "
                  "land among the outputs)",
                  cfg->api_raw_prefix, cfg->s3_prefix);
+        return -1;
+    }
+    if (!*cfg->api_id_key && !*cfg->s3_secret_key) {
+        snprintf(errstr, errstr_size,
+                 "api.id.key: required by imgsink api when s3.secret.key is empty (the store "
+                 "credentials come from the chain and change; ids need a secret that does not)");
         return -1;
     }
     const char *ep = cfg->api_public_endpoint;
@@ -1027,12 +1140,32 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
     a.cfg = cfg;
     pthread_rwlock_init(&a.klock, NULL);
     pthread_mutex_init(&a.rlock, NULL);
+    pthread_mutex_init(&a.klock_err, NULL);
     snprintf(a.topic, sizeof(a.topic), "%.*s", (int)strcspn(cfg->input_topics, ","),
              cfg->input_topics);
     if (reload_keys(&a, 1)) {
         is_log_printf(stderr, "imgsink: api.keys.file=%s: cannot be loaded (see the log)\n",
                       cfg->api_keys_file);
         rc = 2;
+        goto done;
+    }
+
+    /* The store's credentials, from the same chain as the worker's: a
+     * source that is configured but gives nothing usable stops start-up. */
+    is_creds_conf_t cc = {cfg->s3_access_key,
+                          cfg->s3_secret_key,
+                          cfg->s3_session_token,
+                          cfg->s3_region,
+                          cfg->s3_credentials_refresh_margin_ms,
+                          cfg->s3_credentials_timeout_ms};
+    if (!(a.creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+        IS_ERR("creds", NULL, "%s", errstr);
+        goto done;
+    }
+    IS_INFO("creds", json_pack("{s:s}", "source", is_creds_source(a.creds)),
+            "store credentials from %s", is_creds_source(a.creds));
+    if (is_creds_start(a.creds, errstr, sizeof(errstr))) {
+        IS_ERR("creds", NULL, "%s", errstr);
         goto done;
     }
 
@@ -1050,6 +1183,8 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
         goto done;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, kafka_error_cb);
+    rd_kafka_conf_set_opaque(conf, &a);
     if (!(a.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
         rd_kafka_conf_destroy(conf);
         IS_ERR("api", NULL, "producer: %s", errstr);
@@ -1082,8 +1217,8 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
         goto stop_poller;
     }
     IS_INFO("api",
-            json_pack("{s:s, s:s, s:s}", "address", a.address, "topic", a.topic, "raw_prefix",
-                      cfg->api_raw_prefix),
+            json_pack("{s:s, s:s, s:s, s:s}", "address", a.address, "topic", a.topic, "raw_bucket",
+                      is_api_raw_bucket(cfg), "raw_prefix", cfg->api_raw_prefix),
             "imgsink api listening on %s", a.address);
 
     memset(&sa, 0, sizeof(sa));
@@ -1107,6 +1242,7 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
             last_check = is_now_ms();
         } else if (is_now_ms() - last_check >= 1000) {
             reload_keys(&a, 0);
+            kafka_recheck(&a);
             last_check = is_now_ms();
         }
     }
@@ -1120,9 +1256,11 @@ stop_poller:
 done:
     if (a.rk)
         rd_kafka_destroy(a.rk);
+    is_creds_provider_destroy(a.creds); /* after the HTTP threads and the store clients */
     free_keys(a.tenants, a.nkeys, a.hashes);
     free(a.rates);
     pthread_rwlock_destroy(&a.klock);
     pthread_mutex_destroy(&a.rlock);
+    pthread_mutex_destroy(&a.klock_err);
     return rc;
 }

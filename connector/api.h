@@ -31,6 +31,9 @@ int is_api_main(is_config_t *cfg, int argc, char **argv);
 
 /* Pure helpers, unit-tested. */
 
+/* api.raw.bucket, or s3.bucket when it is empty. */
+const char *is_api_raw_bucket(const is_config_t *cfg);
+
 /* Format name ("jpeg", ...) of an image content type, or NULL. */
 const char *is_api_format_of(const char *content_type);
 

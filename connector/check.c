@@ -34,6 +34,7 @@
 #include <libxml/tree.h>
 
 #include "admin.h"
+#include "api.h"
 #include "cli.h"
 #include "keys.h"
 #include "log.h"
@@ -477,9 +478,43 @@ static void emit_report(void *ctx, int ok, const char *detail)
     report(ctx, ok, "lifecycle", "%s", detail);
 }
 
+/* The rule that expires API uploads: in xml when they share s3.bucket, else
+ * in api.raw.bucket's own lifecycle configuration. */
+static void check_raw_rules(check_run_t *run, const is_config_t *cfg, is_s3_t *s3, const char *xml)
+{
+    const char *bucket = is_api_raw_bucket(cfg);
+    char why[1024], *own = NULL;
+
+    if (strcmp(bucket, cfg->s3_bucket)) {
+        is_s3_result_t r = is_s3_get_lifecycle(s3, bucket, &own, why, sizeof(why));
+        if (r != IS_S3_OK) {
+            report(run, 0, "lifecycle",
+                   strstr(why, "NoSuchLifecycleConfiguration")
+                       ? "api.raw.bucket %s has no lifecycle configuration: uploads under %s that "
+                         "are never processed would be kept forever (import "
+                         "deploy/minio/lifecycle-raw.json with mc ilm rule import; %s)"
+                       : "cannot read the lifecycle configuration of api.raw.bucket %s (uploads "
+                         "under %s): %s",
+                   bucket, cfg->api_raw_prefix, why);
+            return;
+        }
+        xml = own;
+    }
+    int rc = is_check_lifecycle_raw(xml, strlen(xml), cfg->api_raw_prefix, why, sizeof(why));
+    if (rc >= 0)
+        report(run, rc == 1, "lifecycle", "%s%s%s", why,
+               own ? (rc == 1 ? " in api.raw.bucket "
+                              : " (a raw bucket of its own: "
+                                "deploy/minio/lifecycle-raw.json) in "
+                                "api.raw.bucket ")
+                   : "",
+               own ? bucket : "");
+    free(own);
+}
+
 /* The lifecycle lines of `imgsink check`; xml NULL: the bucket has no
  * lifecycle configuration. */
-static void check_rules(check_run_t *run, const is_config_t *cfg, const char *xml)
+static void check_rules(check_run_t *run, const is_config_t *cfg, is_s3_t *s3, const char *xml)
 {
     char why[512], tags[512];
     int days[IS_KEYS_MAX_RETENTION_CLASSES], ndays;
@@ -505,11 +540,8 @@ static void check_rules(check_run_t *run, const is_config_t *cfg, const char *xm
                "document",
                cfg->s3_bucket);
     /* The API path's raw uploads, when this configuration serves it. */
-    if (*cfg->api_keys_file || !strcmp(cfg->input_format, "s3-event")) {
-        int rc = is_check_lifecycle_raw(xml, strlen(xml), cfg->api_raw_prefix, why, sizeof(why));
-        if (rc >= 0)
-            report(run, rc == 1, "lifecycle", "%s", why);
-    }
+    if (*cfg->api_keys_file || !strcmp(cfg->input_format, "s3-event"))
+        check_raw_rules(run, cfg, s3, xml);
 }
 
 int is_check_store_write(const is_config_t *cfg, is_s3_t *s3, char *detail, size_t detail_size)
@@ -639,7 +671,7 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
         report(run, 0, "bucket", "%s at %s: %s", cfg->s3_bucket, ep, errstr);
         return;
     }
-    is_s3_result_t r = is_s3_get_lifecycle(s3, &xml, errstr, sizeof(errstr));
+    is_s3_result_t r = is_s3_get_lifecycle(s3, NULL, &xml, errstr, sizeof(errstr));
     if (r == IS_S3_OK || strstr(errstr, "NoSuchLifecycleConfiguration"))
         report(run, 1, "bucket", "%s at %s: reachable", cfg->s3_bucket, ep);
     else if (strstr(errstr, "NoSuchBucket"))
@@ -657,7 +689,7 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
                errstr);
 
     if (r == IS_S3_OK || strstr(errstr, "NoSuchLifecycleConfiguration"))
-        check_rules(run, cfg, r == IS_S3_OK ? xml : NULL);
+        check_rules(run, cfg, s3, r == IS_S3_OK ? xml : NULL);
     free(xml);
     if (!cfg->s3_tls_verify)
         report(run, 1, "tls",
@@ -703,7 +735,7 @@ int is_check_lifecycle_startup(const is_config_t *cfg, is_s3_t *s3, char *errstr
         return -1;
     }
     tag_list(days, ndays, tags, sizeof(tags));
-    is_s3_result_t r = is_s3_get_lifecycle(s3, &xml, why, sizeof(why));
+    is_s3_result_t r = is_s3_get_lifecycle(s3, NULL, &xml, why, sizeof(why));
     if (r == IS_S3_OK) {
         failed = is_check_lifecycle_classes(xml, strlen(xml), cfg->s3_prefix, days, ndays, emit_log,
                                             &se);

@@ -198,12 +198,21 @@ static const is_ckey_t keys[] = {
      "of the key a client sends as 'Authorization: Bearer KEY'; '#' comments). Reloaded when "
      "the file changes and on SIGHUP; a file that does not parse keeps the previous keys. "
      "Required by `imgsink api`."},
+    {"api.raw.bucket", T_STR, O(api_raw_bucket), "", 0, 0, NULL, 0,
+     "Bucket of API uploads; empty: s3.bucket. A bucket of their own (deploy/aws: "
+     "PREFIX-raw-ACCOUNT-REGION, with api.raw.prefix=uploads/) keeps raw uploads under their own "
+     "lifecycle rule and policy (deploy/*/policies/api.json grants PUT there only); the worker "
+     "reads them as claim checks, so claimcheck.allowed must name it."},
     {"api.raw.prefix", T_STR, O(api_raw_prefix), "raw/", 0, 0, NULL, 0,
-     "Key prefix of API uploads in s3.bucket: {prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}. Give it "
-     "a lifecycle rule (uploads never processed must expire) and the bucket notification."},
+     "Key prefix of API uploads in api.raw.bucket: {prefix}{tenant}/{yyyy}/{mm}/{dd}/{id}. Give "
+     "it a lifecycle rule (uploads never processed must expire) and the bucket notification."},
     {"api.public.endpoint", T_STR, O(api_public_endpoint), "", 0, 0, NULL, 0,
      "Store URL that clients of `imgsink api` reach, signed into presigned URLs (the host is "
      "part of the signature). Empty means s3.endpoint."},
+    {"api.id.key", T_STR, O(api_id_key), "", 0, 0, NULL, F_SECRET,
+     "Secret of `imgsink api` that tags the image ids it issues (an HMAC of tenant and id), the "
+     "same on every replica; empty: s3.secret.key. Required when the store credentials come "
+     "from the credentials chain (s3.access.key empty): temporary keys change."},
     {"api.upload.expires.s", T_INT, O(api_upload_expires_s), "1800", 1, 3600, NULL, 0,
      "Validity of a presigned upload URL, in seconds (at most one hour)."},
     {"api.download.expires.s", T_INT, O(api_download_expires_s), "600", 1, 3600, NULL, 0,
@@ -219,7 +228,9 @@ static const is_ckey_t keys[] = {
     {"api.rate.burst", T_INT, O(api_rate_burst), "40", 1, 1000000, NULL, 0,
      "Requests a tenant may make at once before api.rate.per.second applies."},
     {"events.topic", T_STR, O(events_topic), "", 0, 0, NULL, 0,
-     "Topic of ImageEvents (schemas/image_event.avsc, plain Avro): one per finished record, "
+     "Topic of ImageEvents (schemas/image_event.avsc; plain Avro, or the registry wire format "
+     "with schema.registry.url, the schema registered under {events.topic}-value): one per "
+     "finished record, "
      "written or dead-lettered, keyed by image id; the record's offset is stored only once its "
      "event is acknowledged. Also the topic `imgsink analytics` reads. Empty: no events."},
     {"analytics.group.id", T_STR, O(analytics_group_id), "imgsink-analytics", 0, 0, NULL, 0,
@@ -237,6 +248,12 @@ static const is_ckey_t keys[] = {
     {"analytics.retention.days", T_INT, O(analytics_retention_days), "7", 1, 3650, NULL, 0,
      "Retention tag of the analytics files (retention=Nd&source=analytics); must be one of "
      "retention.classes. The rows describe images purged after that many days."},
+    {"analytics.aggregate", T_ENUM, O(analytics_aggregate), "none", 0, 0, "none,hourly", 0,
+     "'hourly': with each events file, `imgsink analytics` writes "
+     "{prefix}events_hourly/dt=YYYY-MM-DD/hour=HH/ (same name): per tenant, outcome, error class "
+     "and source format, the events, bytes in and out and latency quantiles, without image ids, "
+     "phash or camera; tagged retention=keep&source=analytics-aggregate, which no lifecycle rule "
+     "expires. 'none': only the events files."},
     {"s3.credentials.refresh.margin.ms", T_INT, O(s3_credentials_refresh_margin_ms), "300000", 1000,
      3600000, NULL, 0,
      "Temporary credentials (web identity, container endpoint, IMDS) are refreshed this long "

@@ -88,13 +88,15 @@ typedef struct is_config {
     char *claimcheck_allowed; /* BUCKET/PREFIX,... with {tenant} (connector/claimcheck.h) */
     char *retention_classes;  /* days, comma-separated (keys.h) */
     /* `imgsink api`: the upload service (connector/api.c) */
-    char *api_listen, *api_keys_file, *api_raw_prefix, *api_public_endpoint;
+    char *api_listen, *api_keys_file, *api_raw_prefix, *api_raw_bucket, *api_public_endpoint,
+        *api_id_key;
     int64_t api_upload_expires_s, api_download_expires_s, api_max_body_bytes;
     int64_t api_max_direct_bytes, api_rate_per_second, api_rate_burst;
     /* events topic and the analytics sink (events.h, analytics.h) */
     char *events_topic; /* "" disables */
     char *analytics_group_id, *analytics_prefix;
     int64_t analytics_max_delay_ms, analytics_max_file_bytes, analytics_retention_days;
+    char *analytics_aggregate; /* none | hourly */
     /* Schema Registry (connector/registry.h); "" url: none */
     char *schema_registry_url;
     char *schema_registry_userinfo; /* USER:PASSWORD, secret */

@@ -56,7 +56,9 @@ struct is_creds_provider {
     int failing;           /* last refresh failed, or the store refused a static set */
     int64_t failing_since; /* is_now_ms */
     char why[1400];
-    atomic_long refreshes;
+    char last_error[1400]; /* the last failed refresh, kept after a success */
+    int64_t last_error_at; /* Unix time (s) of it; 0: none yet */
+    atomic_long refreshes, refresh_errors;
     pthread_t thread;
 };
 
@@ -819,6 +821,7 @@ is_creds_provider_t *is_creds_provider_new(const is_creds_conf_t *conf, char *er
     cp->margin_ms = conf->refresh_margin_ms;
     cp->timeout_ms = conf->http_timeout_ms > 0 ? conf->http_timeout_ms : 5000;
     atomic_init(&cp->refreshes, 0);
+    atomic_init(&cp->refresh_errors, 0);
     if (conf->access_key && *conf->access_key) {
         cp->src = SRC_CONFIG;
         cp->cur =
@@ -908,6 +911,9 @@ static void *refresh_thread(void *arg)
             snprintf(reason, sizeof(reason), "credentials cannot be refreshed (%s): %s",
                      src_names[cp->src], why);
             set_failing(cp, reason);
+            snprintf(cp->last_error, sizeof(cp->last_error), "%s", reason);
+            cp->last_error_at = (int64_t)time(NULL);
+            atomic_fetch_add(&cp->refresh_errors, 1);
             pthread_mutex_unlock(&cp->lock);
             IS_WARN("creds",
                     json_pack("{s:s, s:I}", "source", src_names[cp->src], "retry_ms",
@@ -1051,4 +1057,65 @@ const char *is_creds_source(const is_creds_provider_t *cp)
 long is_creds_refreshes(const is_creds_provider_t *cp)
 {
     return atomic_load(&cp->refreshes);
+}
+
+/* A label value: backslash, double quote and newline escaped; control
+ * characters dropped. */
+static void label_value(FILE *fp, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', fp);
+        if (*s == '\n')
+            fputs("\\n", fp);
+        else if ((unsigned char)*s >= 0x20)
+            fputc(*s, fp);
+    }
+}
+
+void is_creds_metrics_write(is_creds_provider_t *cp, FILE *fp)
+{
+    const char *src = src_names[cp->src];
+    char err[sizeof(cp->last_error)];
+
+    pthread_mutex_lock(&cp->lock);
+    int64_t expires = cp->cur->expires, err_at = cp->last_error_at;
+    int failing = cp->failing;
+    snprintf(err, sizeof(err), "%s", cp->last_error);
+    pthread_mutex_unlock(&cp->lock);
+
+    fprintf(fp,
+            "# HELP imgsink_credentials_refreshes_total Refreshes of the store credentials by "
+            "source and result.\n"
+            "# TYPE imgsink_credentials_refreshes_total counter\n"
+            "imgsink_credentials_refreshes_total{source=\"%s\",result=\"ok\"} %ld\n"
+            "imgsink_credentials_refreshes_total{source=\"%s\",result=\"error\"} %ld\n",
+            src, atomic_load(&cp->refreshes), src, atomic_load(&cp->refresh_errors));
+    fprintf(fp,
+            "# HELP imgsink_credentials_healthy 1 while the store credentials are usable (the "
+            "last refresh worked and the store did not refuse them), 0 otherwise.\n"
+            "# TYPE imgsink_credentials_healthy gauge\n"
+            "imgsink_credentials_healthy{source=\"%s\"} %d\n",
+            src, !failing);
+    if (expires)
+        fprintf(fp,
+                "# HELP imgsink_credentials_expiry_seconds Seconds until the current store "
+                "credentials expire (temporary credentials only; negative: expired).\n"
+                "# TYPE imgsink_credentials_expiry_seconds gauge\n"
+                "imgsink_credentials_expiry_seconds{source=\"%s\"} %lld\n",
+                src, (long long)(expires - (int64_t)time(NULL)));
+    if (err_at) {
+        fprintf(fp,
+                "# HELP imgsink_credentials_last_refresh_error_timestamp_seconds Time of the "
+                "last failed refresh of the store credentials.\n"
+                "# TYPE imgsink_credentials_last_refresh_error_timestamp_seconds gauge\n"
+                "imgsink_credentials_last_refresh_error_timestamp_seconds{source=\"%s\"} %lld\n"
+                "# HELP imgsink_credentials_last_refresh_error The last failed refresh of the "
+                "store credentials (its reason in the error label; never a secret).\n"
+                "# TYPE imgsink_credentials_last_refresh_error gauge\n"
+                "imgsink_credentials_last_refresh_error{source=\"%s\",error=\"",
+                src, (long long)err_at, src);
+        label_value(fp, err);
+        fputs("\"} 1\n", fp);
+    }
 }

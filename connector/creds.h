@@ -45,6 +45,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* One set of credentials. Immutable once published; owned by references. */
 typedef struct is_creds {
@@ -103,6 +104,15 @@ const char *is_creds_source(const is_creds_provider_t *cp);
 
 /* Successful refreshes since start (for tests and the log). */
 long is_creds_refreshes(const is_creds_provider_t *cp);
+
+/* Writes the provider's metrics in the Prometheus text format to fp:
+ * imgsink_credentials_refreshes_total{source,result="ok"|"error"},
+ * imgsink_credentials_healthy{source}, imgsink_credentials_expiry_seconds
+ * {source} (temporary credentials only) and, once a refresh has failed,
+ * imgsink_credentials_last_refresh_error{source,error} with its
+ * _timestamp_seconds. No secret: the error is the one of is_creds_healthy.
+ * Any thread (the HTTP threads of the worker and of the API). */
+void is_creds_metrics_write(is_creds_provider_t *cp, FILE *fp);
 
 /* Parses an ISO 8601 UTC time ("2026-11-30T19:20:00Z", fractions and
  * "+00:00" allowed) into Unix time. 0 or -1. Pure; unit-tested. */

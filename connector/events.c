@@ -11,7 +11,9 @@
 
 #include <avro.h>
 
+#include "avro_rec.h"
 #include "kafka.h"
+#include "registry.h"
 
 /* Kept identical to schemas/image_event.avsc (test_events compares them). */
 static const char schema_json[] =
@@ -74,6 +76,14 @@ const char *is_events_schema_json(void)
 struct is_events {
     rd_kafka_t *rk;
     char *topic;
+    /* With schema.registry.url: the schema is registered under
+     * {topic}-value on the first send (not at start-up, so a registry that
+     * is down delays events like a broker that is down, and they are
+     * retried), and every event is framed with the id. */
+    is_registry_t *registry;
+    char subject[300];
+    pthread_mutex_t reg_lock;
+    atomic_int schema_id; /* -1 until registered */
 };
 
 /* The parsed schema and its value class, made once; avro-c's reference
@@ -134,115 +144,70 @@ static int schema_init(char *errstr, size_t errstr_size)
 {
     if (enc_iface)
         return 0;
-    if (avro_schema_from_json_length(schema_json, sizeof(schema_json) - 1, &enc_schema)) {
+    if (is_avro_rec_class(schema_json, sizeof(schema_json) - 1, &enc_schema, &enc_iface)) {
         snprintf(errstr, errstr_size, "ImageEvent schema: %s", avro_strerror());
-        return -1;
-    }
-    if (!(enc_iface = avro_generic_class_from_schema(enc_schema))) {
-        snprintf(errstr, errstr_size, "ImageEvent schema: %s", avro_strerror());
-        avro_schema_decref(enc_schema);
-        enc_schema = NULL;
         return -1;
     }
     return 0;
 }
 
-/* Field helpers: each returns avro-c's error code (0 ok). A nullable field
- * is a union whose branch 0 is null. */
-static int set_null(avro_value_t *rec, const char *name)
-{
-    avro_value_t f, b;
-    int rc = avro_value_get_by_name(rec, name, &f, NULL);
-    return rc ? rc : avro_value_set_branch(&f, 0, &b) ? -1 : avro_value_set_null(&b);
-}
-
+/* A string of the event: empty is null. */
 static int opt_str(avro_value_t *rec, const char *name, const char *s)
 {
-    avro_value_t f, b;
-    if (!s || !*s)
-        return set_null(rec, name);
-    int rc = avro_value_get_by_name(rec, name, &f, NULL);
-    return rc ? rc : avro_value_set_branch(&f, 1, &b) ? -1 : avro_value_set_string(&b, s);
-}
-
-static int opt_long(avro_value_t *rec, const char *name, int64_t v)
-{
-    avro_value_t f, b;
-    int rc = avro_value_get_by_name(rec, name, &f, NULL);
-    return rc ? rc : avro_value_set_branch(&f, 1, &b) ? -1 : avro_value_set_long(&b, v);
-}
-
-static int opt_int(avro_value_t *rec, const char *name, int v)
-{
-    avro_value_t f, b;
-    int rc = avro_value_get_by_name(rec, name, &f, NULL);
-    return rc ? rc : avro_value_set_branch(&f, 1, &b) ? -1 : avro_value_set_int(&b, v);
-}
-
-static int req_str(avro_value_t *rec, const char *name, const char *s)
-{
-    avro_value_t f;
-    int rc = avro_value_get_by_name(rec, name, &f, NULL);
-    return rc ? rc : avro_value_set_string(&f, s ? s : "");
+    return is_avro_rec_set_opt_string(rec, name, s && *s ? s : NULL);
 }
 
 static int fill(avro_value_t *rec, const is_event_t *ev, const is_event_end_t *end)
 {
-    avro_value_t f, arr, item, x;
+    avro_value_t arr, item;
     char reason[1024];
     int rc = 0;
     int written = !end->klass;
 
     copy_ascii(reason, sizeof(reason), end->reason);
-    rc |= ev->has_record ? opt_str(rec, "id", ev->id) : set_null(rec, "id");
-    rc |= ev->has_record ? opt_str(rec, "tenant", ev->tenant) : set_null(rec, "tenant");
-    rc |= ev->has_record ? opt_str(rec, "source", ev->source) : set_null(rec, "source");
-    if (!(rc |= avro_value_get_by_name(rec, "outcome", &f, NULL)))
-        rc |= avro_value_set_enum(&f, written ? 0 : 1);
-    rc |= written ? set_null(rec, "error_class") : opt_str(rec, "error_class", end->klass);
-    rc |= written ? set_null(rec, "error_message") : opt_str(rec, "error_message", reason);
-    rc |= ev->has_record ? opt_long(rec, "uploaded_at", ev->uploaded_at_ms)
-                         : set_null(rec, "uploaded_at");
-    if (!(rc |= avro_value_get_by_name(rec, "processed_at", &f, NULL)))
-        rc |= avro_value_set_long(&f, end->processed_at_ms);
-    if (!(rc |= avro_value_get_by_name(rec, "processing_ms", &f, NULL)))
-        rc |= avro_value_set_double(&f, end->processing_ms);
+    rc |= ev->has_record ? opt_str(rec, "id", ev->id) : is_avro_rec_set_null(rec, "id");
+    rc |= ev->has_record ? opt_str(rec, "tenant", ev->tenant) : is_avro_rec_set_null(rec, "tenant");
+    rc |= ev->has_record ? opt_str(rec, "source", ev->source) : is_avro_rec_set_null(rec, "source");
+    rc |= is_avro_rec_set_enum(rec, "outcome", written ? 0 : 1);
+    rc |= written ? is_avro_rec_set_null(rec, "error_class")
+                  : opt_str(rec, "error_class", end->klass);
+    rc |= written ? is_avro_rec_set_null(rec, "error_message")
+                  : opt_str(rec, "error_message", reason);
+    rc |= ev->has_record ? is_avro_rec_set_opt_long(rec, "uploaded_at", ev->uploaded_at_ms)
+                         : is_avro_rec_set_null(rec, "uploaded_at");
+    rc |= is_avro_rec_set_long(rec, "processed_at", end->processed_at_ms);
+    rc |= is_avro_rec_set_double(rec, "processing_ms", end->processing_ms);
     if (ev->has_result) {
         rc |= opt_str(rec, "source_format", ev->format);
-        rc |= opt_long(rec, "source_bytes", ev->bytes);
-        rc |= opt_int(rec, "width", ev->width);
-        rc |= opt_int(rec, "height", ev->height);
-        rc |= opt_int(rec, "orientation", ev->orientation);
-        rc |= opt_int(rec, "frames", ev->frames);
+        rc |= is_avro_rec_set_opt_long(rec, "source_bytes", ev->bytes);
+        rc |= is_avro_rec_set_opt_int(rec, "width", ev->width);
+        rc |= is_avro_rec_set_opt_int(rec, "height", ev->height);
+        rc |= is_avro_rec_set_opt_int(rec, "orientation", ev->orientation);
+        rc |= is_avro_rec_set_opt_int(rec, "frames", ev->frames);
         rc |= opt_str(rec, "camera_make", ev->camera_make);
         rc |= opt_str(rec, "camera_model", ev->camera_model);
-        rc |= opt_long(rec, "phash", (int64_t)ev->phash);
+        rc |= is_avro_rec_set_opt_long(rec, "phash", (int64_t)ev->phash);
         rc |= opt_str(rec, "mean_color", ev->mean_color);
     } else {
         static const char *const none[] = {
             "source_format", "source_bytes", "width",        "height", "orientation",
             "frames",        "camera_make",  "camera_model", "phash",  "mean_color"};
         for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
-            rc |= set_null(rec, none[i]);
+            rc |= is_avro_rec_set_null(rec, none[i]);
     }
     if (!(rc |= avro_value_get_by_name(rec, "renditions", &arr, NULL)))
         for (int i = 0; ev->has_result && written && i < ev->nout && !rc; i++) {
             rc |= avro_value_append(&arr, &item, NULL);
-            rc |= req_str(&item, "name", ev->out[i].name);
-            rc |= req_str(&item, "format", ev->out[i].format);
-            if (!(rc |= avro_value_get_by_name(&item, "width", &x, NULL)))
-                rc |= avro_value_set_int(&x, ev->out[i].width);
-            if (!(rc |= avro_value_get_by_name(&item, "height", &x, NULL)))
-                rc |= avro_value_set_int(&x, ev->out[i].height);
-            if (!(rc |= avro_value_get_by_name(&item, "bytes", &x, NULL)))
-                rc |= avro_value_set_long(&x, ev->out[i].bytes);
+            rc |= is_avro_rec_set_string(&item, "name", ev->out[i].name);
+            rc |= is_avro_rec_set_string(&item, "format", ev->out[i].format);
+            rc |= is_avro_rec_set_int(&item, "width", ev->out[i].width);
+            rc |= is_avro_rec_set_int(&item, "height", ev->out[i].height);
+            rc |= is_avro_rec_set_long(&item, "bytes", ev->out[i].bytes);
         }
-    rc |= req_str(rec, "kafka_topic", end->topic);
-    if (!(rc |= avro_value_get_by_name(rec, "kafka_partition", &f, NULL)))
-        rc |= avro_value_set_int(&f, end->partition);
-    if (!(rc |= avro_value_get_by_name(rec, "kafka_offset", &f, NULL)))
-        rc |= avro_value_set_long(&f, end->offset);
-    rc |= req_str(rec, "worker_version", IS_VERSION);
+    rc |= is_avro_rec_set_string(rec, "kafka_topic", end->topic);
+    rc |= is_avro_rec_set_int(rec, "kafka_partition", end->partition);
+    rc |= is_avro_rec_set_long(rec, "kafka_offset", end->offset);
+    rc |= is_avro_rec_set_string(rec, "worker_version", IS_VERSION);
     return rc;
 }
 
@@ -360,10 +325,20 @@ is_events_t *is_events_new(const is_config_t *cfg, char *errstr, size_t errstr_s
         free(evs);
         return NULL;
     }
+    atomic_init(&evs->schema_id, -1);
+    pthread_mutex_init(&evs->reg_lock, NULL);
+    snprintf(evs->subject, sizeof(evs->subject), "%s-value", cfg->events_topic);
+    if (*cfg->schema_registry_url &&
+        !(evs->registry = is_registry_new(
+              cfg->schema_registry_url, cfg->schema_registry_userinfo, cfg->schema_registry_ca,
+              (long)cfg->schema_registry_timeout_ms, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(conf);
+        is_events_destroy(evs);
+        return NULL;
+    }
     if (!(evs->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size))) {
         rd_kafka_conf_destroy(conf);
-        free(evs->topic);
-        free(evs);
+        is_events_destroy(evs);
         return NULL;
     }
     return evs;
@@ -373,10 +348,60 @@ void is_events_destroy(is_events_t *evs)
 {
     if (!evs)
         return;
-    rd_kafka_flush(evs->rk, 10000);
-    rd_kafka_destroy(evs->rk);
+    if (evs->rk) {
+        rd_kafka_flush(evs->rk, 10000);
+        rd_kafka_destroy(evs->rk);
+    }
+    is_registry_destroy(evs->registry);
+    pthread_mutex_destroy(&evs->reg_lock);
     free(evs->topic);
     free(evs);
+}
+
+int is_events_frame(int schema_id, void **buf, size_t *len, char *errstr, size_t errstr_size)
+{
+    unsigned char *out = malloc(*len + 5);
+
+    if (!out) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(*buf);
+        *buf = NULL;
+        return -1;
+    }
+    out[0] = 0;
+    out[1] = (unsigned char)((uint32_t)schema_id >> 24);
+    out[2] = (unsigned char)((uint32_t)schema_id >> 16);
+    out[3] = (unsigned char)((uint32_t)schema_id >> 8);
+    out[4] = (unsigned char)schema_id;
+    memcpy(out + 5, *buf, *len);
+    free(*buf);
+    *buf = out;
+    *len += 5;
+    return 0;
+}
+
+/* The registry's id of the ImageEvent schema, registering it the first
+ * time; -1 with errstr while the registry cannot say (the caller retries
+ * the event, as for a broker that does not acknowledge). Any job thread:
+ * one registers, the others wait on the lock and find the id. */
+static int schema_id(is_events_t *evs, char *errstr, size_t errstr_size)
+{
+    int id = atomic_load(&evs->schema_id);
+    if (id >= 0)
+        return id;
+    pthread_mutex_lock(&evs->reg_lock);
+    if ((id = atomic_load(&evs->schema_id)) < 0) {
+        char why[512];
+        if (is_registry_register(evs->registry, evs->subject, schema_json, &id, why, sizeof(why))) {
+            snprintf(errstr, errstr_size, "register the ImageEvent schema under %s: %s",
+                     evs->subject, why);
+            id = -1;
+        } else {
+            atomic_store(&evs->schema_id, id);
+        }
+    }
+    pthread_mutex_unlock(&evs->reg_lock);
+    return id;
 }
 
 int is_events_send(is_events_t *evs, const is_event_t *ev, const is_event_end_t *end, char *errstr,
@@ -386,7 +411,12 @@ int is_events_send(is_events_t *evs, const is_event_t *ev, const is_event_end_t 
     void *buf;
     size_t len;
 
+    int id = -1;
+    if (evs->registry && (id = schema_id(evs, errstr, errstr_size)) < 0)
+        return -1;
     if (is_events_encode(ev, end, &buf, &len, errstr, errstr_size))
+        return -1;
+    if (id >= 0 && is_events_frame(id, &buf, &len, errstr, errstr_size))
         return -1;
     const char *key = ev->has_record && ev->id[0] ? ev->id : NULL;
     rd_kafka_resp_err_t err = rd_kafka_producev(

@@ -11,6 +11,12 @@
  * committed, a replay) produces its event again: consumers dedupe on
  * (kafka_topic, kafka_partition, kafka_offset).
  *
+ * With schema.registry.url set, the schema is registered under the subject
+ * {events.topic}-value (Confluent-compatible API) on the first event, and
+ * every event is framed in the registry wire format: byte 0, the schema id
+ * (4 bytes, big-endian), the Avro binary. Without it, plain Avro binary.
+ * `imgsink analytics` reads both.
+ *
  * The event never carries a location: only what metadata.json already
  * holds, plus the outcome, the error and the timings. Strings from the
  * record are reduced to printable ASCII, so every SQL engine reads them.
@@ -68,6 +74,11 @@ const char *is_events_schema_json(void);
  * frees). Returns 0, or -1 with errstr. Thread-safe. */
 int is_events_encode(const is_event_t *ev, const is_event_end_t *end, void **out, size_t *len,
                      char *errstr, size_t errstr_size);
+
+/* Frames the Avro binary in *buf (malloc'd) in the registry wire format
+ * with schema_id, replacing *buf and *len. Returns 0, or -1 with errstr
+ * (*buf freed and NULL). */
+int is_events_frame(int schema_id, void **buf, size_t *len, char *errstr, size_t errstr_size);
 
 /* Checks events.topic: a topic name, not dlq.topic nor an input topic.
  * Returns 0, or -1 with "events.topic=VALUE: expected ..." in errstr. */

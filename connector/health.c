@@ -9,8 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "clock.h"
 #include "creds.h"
+#include "metrics.h"
 
 static atomic_llong last_beat_ms; /* monotonic; 0 before is_health_start */
 static atomic_int beaten;         /* the poll loop ran at least once */
@@ -63,6 +66,18 @@ void is_health_group(int j, int a)
     joined = j;
     assigned = a;
     pthread_mutex_unlock(&lock);
+}
+
+void is_health_publish_assignment(rd_kafka_t *rk, int j)
+{
+    rd_kafka_topic_partition_list_t *asg = NULL;
+    int n = 0;
+    if (!rd_kafka_assignment(rk, &asg) && asg)
+        n = asg->cnt;
+    if (asg)
+        rd_kafka_topic_partition_list_destroy(asg);
+    is_metrics_set(IS_M_ASSIGNED_PARTITIONS, n);
+    is_health_group(j, n);
 }
 
 void is_health_kafka(int up, const char *state)

@@ -35,6 +35,14 @@ void is_health_beat(void);
  * number of partitions assigned. Poll thread, from the rebalance callback. */
 void is_health_group(int joined, int assigned);
 
+/* The same from the consumer itself: the partitions of rk's current
+ * assignment go to is_health_group and to the assigned-partitions gauge
+ * (metrics.h). joined: an assignment is held (possibly empty); 0 after it
+ * was lost. The worker's and the analytics sink's rebalance callbacks call
+ * it, on the poll thread. */
+struct rd_kafka_s;
+void is_health_publish_assignment(struct rd_kafka_s *rk, int joined);
+
 /* From librdkafka's statistics: brokers with an open connection and the
  * consumer group's state ("up" when the coordinator is known and
  * connected). */

@@ -18,6 +18,7 @@
  * behind and its job handed to another thread: this thread must not finish
  * the record, and exits when it comes back).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,10 @@ typedef struct jctx {
     is_s3_t *s3;
     unsigned int seed; /* rand_r state for jitter */
     is_event_t *ev;    /* what the record's ImageEvent will say (events.h) */
+    /* The running record's stages (imgsink_stage_duration_seconds): PUT
+     * attempts summed; decode and encode from the pipeline, < 0 if it did
+     * not run. */
+    double queue_s, put_s, decode_s, encode_s;
 } jctx_t;
 
 /* The slot of the job thread running this code (NULL elsewhere), for the
@@ -153,18 +158,22 @@ void is_worker_store_fatal(is_worker_t *w, const char *hint, const char *why)
     atomic_store(&w->abandon, 1); /* every retry loop gives up: nothing is committed for them */
 }
 
-/* PUTs one object, retrying transient failures. 0 written, 1 permanent
- * failure (errstr), -1 gave up. */
-static int put_retry(jctx_t *j, const char *key, const void *body, size_t len, const char *ctype,
-                     const char *tagging, char *errstr, size_t errstr_size)
+/* PUTs one object, retrying transient failures. digest: the body's
+ * (is_s3_digest), or NULL to hash it on each attempt. 0 written, 1
+ * permanent failure (errstr), -1 gave up. */
+static int put_retry(jctx_t *j, const char *key, const void *body, size_t len,
+                     const is_s3_digest_t *digest, const char *ctype, const char *tagging,
+                     char *errstr, size_t errstr_size)
 {
     for (int attempt = 0;; attempt++) {
         if (attempt_begin(j, IS_PHASE_PUT, attempt))
             return -1;
         double t0 = is_now_s();
-        is_s3_result_t r = is_s3_put(j->s3, key, body, len, ctype, tagging,
-                                     j->w->cfg->s3_if_none_match, errstr, errstr_size);
-        is_metrics_observe(IS_M_PUT_SECONDS, is_now_s() - t0);
+        is_s3_result_t r = is_s3_put_digest(j->s3, key, body, len, digest, ctype, tagging,
+                                            j->w->cfg->s3_if_none_match, errstr, errstr_size);
+        double took = is_now_s() - t0;
+        is_metrics_observe(IS_M_PUT_SECONDS, took);
+        j->put_s += took;
         atomic_fetch_add(&j->w->n_puts, 1);
         if (r == IS_S3_OK) {
             is_metrics_inc(IS_M_PUT_OK);
@@ -281,6 +290,10 @@ static rec_outcome_t write_outputs(jctx_t *j, const rd_kafka_message_t *rkm, con
     const is_config_t *cfg = j->w->cfg;
     char *keys[IS_MAX_RENDITIONS] = {0};
     char *meta = NULL, mkey[1024], sha[65];
+    /* Each rendition is hashed once: its PUT's checksum headers (on every
+     * attempt) and its entry in metadata.json share the digest. */
+    is_s3_digest_t digests[IS_MAX_RENDITIONS];
+    const char *shas[IS_MAX_RENDITIONS];
     rec_outcome_t out = REC_DLQ;
     int rc;
 
@@ -296,21 +309,37 @@ static rec_outcome_t write_outputs(jctx_t *j, const rd_kafka_message_t *rkm, con
     }
     *klass = "store";
     for (int i = 0; i < res->nout; i++) {
-        rc = put_retry(j, keys[i], res->out[i].buf, res->out[i].len, res->out[i].content_type,
+        const is_s3_digest_t *d = &digests[i];
+        if (is_s3_digest(res->out[i].buf, res->out[i].len, &digests[i]))
+            d = NULL; /* out of memory: is_s3_put_digest tries again */
+        rc = put_retry(j, keys[i], res->out[i].buf, res->out[i].len, d, res->out[i].content_type,
                        tagging, reason, reason_size);
         if (rc) {
             out = rc < 0 ? REC_ABANDONED : REC_DLQ;
             goto done;
         }
+        shas[i] = d ? d->hex : NULL;
     }
-    is_sha256_hex(img, img_len, sha);
-    is_metadata_src_t src = {rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset, sha};
+    if (rec->payload_is_ref && rec->ref.sha256) {
+        /* The claim check already verified the fetched bytes against this
+         * hash (64 hex digits, checked before the GET): no second pass. */
+        for (int i = 0; i < 64; i++)
+            sha[i] = (char)tolower((unsigned char)rec->ref.sha256[i]);
+        sha[64] = 0;
+    } else {
+        is_sha256_hex(img, img_len, sha);
+    }
+    is_metadata_src_t src = {rd_kafka_topic_name(rkm->rkt), rkm->partition, rkm->offset, sha, shas};
+    for (int i = 0; i < res->nout; i++)
+        if (!shas[i])
+            src.rendition_sha256 = NULL; /* metadata.c hashes them all */
     if (!(meta = is_metadata_json(rec, res, keys, &src))) {
         snprintf(reason, reason_size, "cannot build metadata.json");
         *klass = "record";
         goto done;
     }
-    rc = put_retry(j, mkey, meta, strlen(meta), "application/json", tagging, reason, reason_size);
+    rc = put_retry(j, mkey, meta, strlen(meta), NULL, "application/json", tagging, reason,
+                   reason_size);
     out = rc == 0 ? REC_WRITTEN : rc < 0 ? REC_ABANDONED : REC_DLQ;
 done:
     for (int i = 0; i < IS_MAX_RENDITIONS; i++)
@@ -341,8 +370,8 @@ static int write_error_doc(jctx_t *j, const is_record_t *rec, const char *taggin
     if (!text)
         return 0;
     for (int attempt = 0;; attempt++) {
-        int rc =
-            put_retry(j, key, text, strlen(text), "application/json", tagging, why, sizeof(why));
+        int rc = put_retry(j, key, text, strlen(text), NULL, "application/json", tagging, why,
+                           sizeof(why));
         if (rc <= 0 || attempt >= 4) {
             if (rc > 0)
                 IS_ERR("job", json_pack("{s:s}", "key", key), "cannot write the error document: %s",
@@ -532,12 +561,16 @@ static rec_outcome_t process_decoded(jctx_t *j, const rd_kafka_message_t *rkm,
         goto done;
     }
     is_event_note_result(j->ev, &res);
+    j->decode_s = res.decode_ms / 1e3;
+    j->encode_s = res.encode_ms / 1e3;
     out = write_outputs(j, rkm, rec, &res, img, img_len, tagging, klass, reason, reason_size);
     if (out == REC_WRITTEN)
         IS_DEBUG("job",
-                 json_pack("{s:s, s:i, s:I, s:s, s:f}", "topic", rd_kafka_topic_name(rkm->rkt),
-                           "partition", (int)rkm->partition, "offset", (json_int_t)rkm->offset,
-                           "id", rec->id, "processing_ms", res.processing_ms),
+                 json_pack("{s:s, s:i, s:I, s:s, s:f, s:f, s:f, s:f, s:f}", "topic",
+                           rd_kafka_topic_name(rkm->rkt), "partition", (int)rkm->partition,
+                           "offset", (json_int_t)rkm->offset, "id", rec->id, "processing_ms",
+                           res.processing_ms, "queue_ms", j->queue_s * 1e3, "decode_ms",
+                           res.decode_ms, "encode_ms", res.encode_ms, "put_ms", j->put_s * 1e3),
                  "record written");
 done:
     if (out == REC_DLQ && rec && !strcmp(rec->source, "api") && *tagging &&
@@ -653,8 +686,8 @@ static int store_dead_value(jctx_t *j, const rd_kafka_message_t *rkm, char *key,
     }
     is_sha256_hex(rkm->payload, rkm->len, sha);
     for (int attempt = 0;; attempt++) {
-        int rc = put_retry(j, key, rkm->payload, rkm->len, "application/octet-stream", tagging, why,
-                           sizeof(why));
+        int rc = put_retry(j, key, rkm->payload, rkm->len, NULL, "application/octet-stream",
+                           tagging, why, sizeof(why));
         if (rc < 0)
             return -1;
         if (rc == 0)
@@ -751,6 +784,9 @@ static void run_job(jctx_t *j, is_job_t *job)
     is_event_t ev = {0};
 
     j->ev = &ev;
+    j->queue_s = t0 - job->dispatched_s;
+    j->put_s = 0;
+    j->decode_s = j->encode_s = -1;
     rec_outcome_t out = process(j, rkm, &klass, reason, sizeof(reason));
     if (atomic_load(&j->slot->orphaned))
         return; /* handed to another thread, which finishes the record */
@@ -762,6 +798,12 @@ static void run_job(jctx_t *j, is_job_t *job)
     } else if (out == REC_WRITTEN) {
         atomic_fetch_add(&w->n_written, 1);
         is_metrics_inc(IS_M_WRITTEN);
+        is_metrics_observe(IS_M_STAGE_QUEUE, j->queue_s);
+        if (j->decode_s >= 0) {
+            is_metrics_observe(IS_M_STAGE_DECODE, j->decode_s);
+            is_metrics_observe(IS_M_STAGE_RESIZE_ENCODE, j->encode_s);
+        }
+        is_metrics_observe(IS_M_STAGE_PUT, j->put_s);
     }
     if (atomic_load(&j->slot->orphaned))
         return;
@@ -788,8 +830,9 @@ void *is_job_thread(void *arg)
     is_worker_t *w = a->w;
     const is_config_t *cfg = w->cfg;
     char errstr[512];
-    jctx_t j = {w, &w->slots[a->index], NULL, (unsigned)time(NULL) ^ (unsigned)(a->index * 7919),
-                NULL};
+    jctx_t j = {.w = w,
+                .slot = &w->slots[a->index],
+                .seed = (unsigned)time(NULL) ^ (unsigned)(a->index * 7919)};
 
     is_s3_conf_t s3c = is_s3_conf_of(cfg, w->creds);
     if (!(j.s3 = is_s3_new(&s3c, errstr, sizeof(errstr)))) {

@@ -24,8 +24,23 @@ rd_kafka_conf_t *is_kafka_conf_new(const is_config_t *cfg, is_kafka_role_t role,
  * certificate ("certificate verify failed"), says instead why OpenSSL
  * refused the last one (unknown CA, host name mismatch, expired...):
  * librdkafka's own message blames ssl.ca.location whatever the reason.
- * Any thread. */
+ * When the broker refused this client's certificate, or its lack of one
+ * (a TLS alert), says so first (is_kafka_explain_client_auth, with
+ * whether the configuration has a client certificate). Any thread. */
 void is_kafka_explain(const char *reason, char *out, size_t out_size);
+
+/* If REASON reports a TLS alert with which a broker refuses client
+ * authentication (ssl.client.auth=required: certificate required, bad
+ * certificate, certificate unknown, unknown CA, ...), writes to OUT
+ * "client certificate required: ..." (HAVE_CERT 0: none is configured) or
+ * "client certificate refused: ..." (HAVE_CERT 1), followed by REASON,
+ * and returns 1; else returns 0 and leaves OUT alone. Pure. */
+int is_kafka_explain_client_auth(const char *reason, int have_cert, char *out, size_t out_size);
+
+/* 1 when a client error ERR, explained by is_kafka_explain as EXPLAINED,
+ * will not go away without an operator (refused credentials or
+ * certificates: logged as errors), 0 for the transient rest. */
+int is_kafka_needs_operator(int err, const char *explained);
 
 /* Sets one property or fills errstr naming it. */
 int is_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,

@@ -51,8 +51,15 @@ char *is_metadata_json(const is_record_t *rec, const is_result_t *res, char *con
 
     for (int i = 0; i < res->nout; i++) {
         const is_output_t *o = &res->out[i];
-        char sha[65];
-        is_sha256_hex(o->buf, o->len, sha);
+        char own[65];
+        const char *sha = src->rendition_sha256 ? src->rendition_sha256[i] : own;
+        if (!src->rendition_sha256 && is_sha256_hex(o->buf, o->len, own)) {
+            json_decref(doc); /* out of memory: no document rather than a wrong one */
+            json_decref(attrs);
+            json_decref(input);
+            json_decref(outs);
+            return NULL;
+        }
         json_array_append_new(
             outs, json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:I, s:s}", "name", o->name, "key",
                             keys[i], "format", o->ext, "content_type", o->content_type, "width",

@@ -23,6 +23,9 @@ typedef struct is_metadata_src {
     int32_t partition;
     int64_t offset;
     const char *source_sha256; /* hex SHA-256 of the image payload */
+    /* Hex SHA-256 of each res->out[i], the digest its PUT sent (the worker
+     * hashes a body once), or NULL: hashed here. */
+    const char *const *rendition_sha256;
 } is_metadata_src_t;
 
 /* Returns a malloc'ed JSON document (caller frees) or NULL when out of

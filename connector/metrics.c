@@ -66,6 +66,15 @@ static const series_t counters[IS_M_NCOUNTERS] = {
     [IS_M_S3_EVENTS_SKIPPED] = {"imgsink_s3_events_total", "kind=\"skipped\"",
                                 "S3 event records read: uploads processed (created) or other "
                                 "events counted and skipped (skipped)."},
+    [IS_M_ANALYTICS_FILES] = {"imgsink_analytics_files_total", NULL,
+                              "Analytics files written (PUT succeeded) by `imgsink analytics`."},
+    [IS_M_ANALYTICS_ROWS] = {"imgsink_analytics_rows_total", NULL,
+                             "Events written as rows of analytics files."},
+    [IS_M_ANALYTICS_BYTES] = {"imgsink_analytics_bytes_total", NULL,
+                              "Bytes of the analytics files written."},
+    [IS_M_ANALYTICS_SKIPPED] = {"imgsink_analytics_skipped_events_total", NULL,
+                                "Events of the events topic that are not ImageEvents (or name a "
+                                "schema id the registry does not resolve): logged and skipped."},
 };
 
 static const series_t gauges[IS_M_NGAUGES] = {
@@ -92,11 +101,16 @@ static const series_t gauges[IS_M_NGAUGES] = {
 static const double put_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                     1,     2.5,  5,     10,   30,  60};
 static const double proc_bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+static const double stage_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                      0.5,   1,      2.5,   5,    10,    30,   60};
 _Static_assert(sizeof(put_bounds) / sizeof(put_bounds[0]) <= MAX_BOUNDS, "MAX_BOUNDS");
 _Static_assert(sizeof(proc_bounds) / sizeof(proc_bounds[0]) <= MAX_BOUNDS, "MAX_BOUNDS");
+_Static_assert(sizeof(stage_bounds) / sizeof(stage_bounds[0]) <= MAX_BOUNDS, "MAX_BOUNDS");
 
+/* Histograms of one family with different labels are consecutive entries. */
 typedef struct histogram {
     const char *family, *help;
+    const char *labels; /* e.g. stage="decode", or NULL */
     const double *bounds;
     size_t nbounds;
     pthread_mutex_t lock;
@@ -107,6 +121,7 @@ typedef struct histogram {
 static histogram_t histograms[IS_M_NHISTOGRAMS] = {
     [IS_M_PUT_SECONDS] = {"imgsink_put_duration_seconds",
                           "Duration of one PUT attempt, successful or not.",
+                          NULL,
                           put_bounds,
                           sizeof(put_bounds) / sizeof(put_bounds[0]),
                           PTHREAD_MUTEX_INITIALIZER,
@@ -115,11 +130,34 @@ static histogram_t histograms[IS_M_NHISTOGRAMS] = {
     [IS_M_PROCESSING_SECONDS] = {"imgsink_processing_duration_seconds",
                                  "Time a job thread spent on one record written or sent to the "
                                  "DLQ: decode, renditions, PUTs, DLQ produce, retries included.",
+                                 NULL,
                                  proc_bounds,
                                  sizeof(proc_bounds) / sizeof(proc_bounds[0]),
                                  PTHREAD_MUTEX_INITIALIZER,
                                  {0},
                                  0},
+    [IS_M_ANALYTICS_FLUSH_SECONDS] = {.family = "imgsink_analytics_flush_duration_seconds",
+                                      .help = "Time `imgsink analytics` took to write one file: "
+                                              "encode and PUT, retries included.",
+                                      .bounds = put_bounds,
+                                      .nbounds = sizeof(put_bounds) / sizeof(put_bounds[0]),
+                                      .lock = PTHREAD_MUTEX_INITIALIZER},
+#define STAGE(name)                                                                                \
+    {                                                                                              \
+        .family = "imgsink_stage_duration_seconds",                                                \
+        .help =                                                                                    \
+            "Where the time of each record written went, by stage: queue (dispatched to taken "    \
+            "by a job thread), decode (header checks, shrink-on-load decode of the base, "         \
+            "analysis), resize_encode (every rendition), put (every PUT attempt of the record).",  \
+        .labels = "stage=\"" name "\"", .bounds = stage_bounds,                                    \
+        .nbounds = sizeof(stage_bounds) / sizeof(stage_bounds[0]),                                 \
+        .lock = PTHREAD_MUTEX_INITIALIZER                                                          \
+    }
+    [IS_M_STAGE_QUEUE] = STAGE("queue"),
+    [IS_M_STAGE_DECODE] = STAGE("decode"),
+    [IS_M_STAGE_RESIZE_ENCODE] = STAGE("resize_encode"),
+    [IS_M_STAGE_PUT] = STAGE("put"),
+#undef STAGE
 };
 
 static atomic_llong counter_v[IS_M_NCOUNTERS];
@@ -216,8 +254,9 @@ static void render_series(FILE *fp, const series_t *s, size_t n, atomic_llong *v
     }
 }
 
-static void render_histogram(FILE *fp, histogram_t *hg)
+static void render_histogram(FILE *fp, histogram_t *hg, const char **prev)
 {
+    const char *l = hg->labels ? hg->labels : "", *sep = hg->labels ? "," : "";
     uint64_t b[MAX_BOUNDS + 1], cum = 0;
     double sum;
 
@@ -227,16 +266,20 @@ static void render_histogram(FILE *fp, histogram_t *hg)
     sum = hg->sum;
     pthread_mutex_unlock(&hg->lock);
 
-    fprintf(fp, "# HELP %s %s\n# TYPE %s histogram\n", hg->family, hg->help, hg->family);
+    family_header(fp, prev, hg->family, hg->help, "histogram");
     for (size_t i = 0; i < hg->nbounds; i++) {
         cum += b[i];
-        fprintf(fp, "%s_bucket{le=\"%g\"} %llu\n", hg->family, hg->bounds[i],
+        fprintf(fp, "%s_bucket{%s%sle=\"%g\"} %llu\n", hg->family, l, sep, hg->bounds[i],
                 (unsigned long long)cum);
     }
     cum += b[hg->nbounds];
-    fprintf(fp, "%s_bucket{le=\"+Inf\"} %llu\n", hg->family, (unsigned long long)cum);
-    fprintf(fp, "%s_sum %.9g\n%s_count %llu\n", hg->family, sum, hg->family,
-            (unsigned long long)cum);
+    fprintf(fp, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", hg->family, l, sep, (unsigned long long)cum);
+    if (hg->labels)
+        fprintf(fp, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", hg->family, l, sum, hg->family, l,
+                (unsigned long long)cum);
+    else
+        fprintf(fp, "%s_sum %.9g\n%s_count %llu\n", hg->family, sum, hg->family,
+                (unsigned long long)cum);
 }
 
 /* Label values may hold any byte but backslash, quote and newline must be
@@ -269,6 +312,13 @@ static void render_lag(FILE *fp)
     pthread_mutex_unlock(&lag_lock);
 }
 
+static is_creds_provider_t *_Atomic creds;
+
+void is_metrics_creds(is_creds_provider_t *cp)
+{
+    atomic_store(&creds, cp);
+}
+
 char *is_metrics_render(size_t *len)
 {
     char *buf = NULL;
@@ -282,9 +332,13 @@ char *is_metrics_render(size_t *len)
     fprintf(fp, "imgsink_build_info{version=\"%s\"} 1\n", IS_VERSION);
     render_series(fp, counters, IS_M_NCOUNTERS, counter_v, "counter");
     render_series(fp, gauges, IS_M_NGAUGES, gauge_v, "gauge");
+    const char *prev = NULL;
     for (int h = 0; h < IS_M_NHISTOGRAMS; h++)
-        render_histogram(fp, &histograms[h]);
+        render_histogram(fp, &histograms[h], &prev);
     render_lag(fp);
+    is_creds_provider_t *cp = atomic_load(&creds);
+    if (cp)
+        is_creds_metrics_write(cp, fp);
     if (fclose(fp)) {
         free(buf);
         return NULL;

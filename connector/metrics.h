@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "creds.h"
+
 /* Counters. Consecutive entries of one family differ only in a label. */
 typedef enum {
     IS_M_RECORDS_CONSUMED, /* imgsink_records_consumed_total */
@@ -51,6 +53,10 @@ typedef enum {
     IS_M_REBALANCE_LOST,
     IS_M_S3_EVENTS_CREATED, /* imgsink_s3_events_total{kind} */
     IS_M_S3_EVENTS_SKIPPED,
+    IS_M_ANALYTICS_FILES,   /* imgsink_analytics_files_total: `imgsink analytics` (analytics.h) */
+    IS_M_ANALYTICS_ROWS,    /* imgsink_analytics_rows_total */
+    IS_M_ANALYTICS_BYTES,   /* imgsink_analytics_bytes_total: bytes of the files written */
+    IS_M_ANALYTICS_SKIPPED, /* imgsink_analytics_skipped_events_total */
     IS_M_NCOUNTERS
 } is_metrics_counter_t;
 
@@ -66,8 +72,15 @@ typedef enum {
 } is_metrics_gauge_t;
 
 typedef enum {
-    IS_M_PUT_SECONDS,        /* one PUT attempt */
-    IS_M_PROCESSING_SECONDS, /* one record, from a job thread taking it to its outcome */
+    IS_M_PUT_SECONDS,             /* one PUT attempt */
+    IS_M_PROCESSING_SECONDS,      /* one record, from a job thread taking it to its outcome */
+    IS_M_ANALYTICS_FLUSH_SECONDS, /* one analytics file: encode, PUT (retries included) */
+    /* imgsink_stage_duration_seconds{stage}: where a written record's time
+     * went, observed once per record written. */
+    IS_M_STAGE_QUEUE,         /* dispatched by the poll thread to taken by a job thread */
+    IS_M_STAGE_DECODE,        /* header checks, shrink-on-load decode of the base, analysis */
+    IS_M_STAGE_RESIZE_ENCODE, /* every rendition cut from the base and encoded */
+    IS_M_STAGE_PUT,           /* every PUT of the record, retries and backoff included */
     IS_M_NHISTOGRAMS
 } is_metrics_histogram_t;
 
@@ -100,6 +113,11 @@ int64_t is_metrics_gauge(is_metrics_gauge_t g);
  * malloc'ed NUL-terminated buffer the caller frees; NULL when out of
  * memory. */
 char *is_metrics_render(size_t *len);
+
+/* The credentials provider whose series (is_creds_metrics_write) the
+ * rendering appends; NULL: none. Set before the HTTP threads start and
+ * cleared after they stopped, like is_health_creds. */
+void is_metrics_creds(is_creds_provider_t *cp);
 
 /* Zeroes every series. For a process that runs workers one after another
  * and for the unit tests; never called while a worker runs. */

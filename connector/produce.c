@@ -32,6 +32,8 @@ typedef struct prod_opts {
     int64_t uploaded_at_ms;
     int repeat;
     int retention_days;
+    int partitions; /* > 0: round-robin over this many partitions; 0: key hash */
+    long long next; /* round-robin: records sent so far */
 } prod_opts_t;
 
 typedef struct prod_stats {
@@ -107,8 +109,7 @@ static int read_file(const char *path, unsigned char **buf, size_t *len)
     return *len == (size_t)st.st_size ? 0 : -1;
 }
 
-static int produce_file(rd_kafka_t *rk, const prod_opts_t *o, const char *path, int rep,
-                        prod_stats_t *st)
+static int produce_file(rd_kafka_t *rk, prod_opts_t *o, const char *path, int rep, prod_stats_t *st)
 {
     char id[IS_KEYS_MAX_ID + 1], errstr[512];
     is_record_t rec = {0};
@@ -137,10 +138,15 @@ static int produce_file(rd_kafka_t *rk, const prod_opts_t *o, const char *path, 
         IS_ERR("produce", json_pack("{s:s}", "file", path), "encode: %s", errstr);
         goto done;
     }
+    /* Key hash (librdkafka's default partitioner): one id always lands on
+     * the same partition, so records of one key keep their order. */
+    int32_t partition =
+        o->partitions > 0 ? (int32_t)(o->next % o->partitions) : RD_KAFKA_PARTITION_UA;
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_KEY(id, strlen(id)),
-            RD_KAFKA_V_VALUE(val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(o->topic), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(val, vlen),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 100); /* local queue full: wait for deliveries */
             continue;
@@ -153,6 +159,7 @@ static int produce_file(rd_kafka_t *rk, const prod_opts_t *o, const char *path, 
         val = NULL; /* owned by librdkafka now (F_FREE) */
         break;
     }
+    o->next++;
     st->queued++;
     st->bytes += (long long)vlen;
     rd_kafka_poll(rk, 0);
@@ -161,6 +168,23 @@ done:
     free(val);
     free(data);
     return rc;
+}
+
+/* The topic's partition count from the brokers' metadata, or -1. */
+static int partition_count(rd_kafka_t *rk, const char *topic)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int n = -1;
+    if (!rkt)
+        return -1;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md &&
+        md->topic_cnt == 1 && !md->topics[0].err)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -234,7 +258,13 @@ static void usage(FILE *fp)
                 "      --uploaded-at MS     uploaded_at in epoch milliseconds (default: now);\n"
                 "                           fixes the date part of the object keys\n"
                 "      --retention-days N   retention_days (default 7)\n"
-                "      --repeat N           publish every file N times with ids ID-r1..ID-rN\n");
+                "      --repeat N           publish every file N times with ids ID-r1..ID-rN\n"
+                "      --partitioner P      key (default): partition by the hash of the key, so\n"
+                "                           all records of one id stay on one partition, in\n"
+                "                           order; round-robin: record i goes to partition\n"
+                "                           i mod (the topic's partition count), an even spread\n"
+                "                           for benchmarks and tests (one id's records may then\n"
+                "                           be processed out of order)\n");
 }
 
 int is_produce_main(is_config_t *cfg, int argc, char **argv)
@@ -250,11 +280,12 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
                                           {"uploaded-at", required_argument, 0, 'u'},
                                           {"repeat", required_argument, 0, 'r'},
                                           {"retention-days", required_argument, 0, 'R'},
+                                          {"partitioner", required_argument, 0, 'P'},
                                           {"help", no_argument, 0, 'h'},
                                           {0, 0, 0, 0}};
-    prod_opts_t o = {NULL, "demo", "stream", "", -1, 0, 1, 7};
+    prod_opts_t o = {NULL, "demo", "stream", "", -1, 0, 1, 7, 0, 0};
     prod_stats_t st = {0};
-    const char *format = "avro", *registry_url = NULL;
+    const char *format = "avro", *registry_url = NULL, *partitioner = "key";
     int schema_id = 1, c, rc = 1;
     char errstr[512];
     char **files = NULL;
@@ -302,6 +333,9 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
         case 'R':
             o.retention_days = atoi(optarg);
             break;
+        case 'P':
+            partitioner = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -317,6 +351,11 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     }
     if (strcmp(format, "avro") && strcmp(format, "confluent")) {
         fprintf(stderr, "imgsink produce: --format %s: expected avro or confluent\n", format);
+        return 2;
+    }
+    if (strcmp(partitioner, "key") && strcmp(partitioner, "round-robin")) {
+        fprintf(stderr, "imgsink produce: --partitioner %s: expected key or round-robin\n",
+                partitioner);
         return 2;
     }
     if (strcmp(o.source, "stream") && strcmp(o.source, "api")) {
@@ -371,6 +410,13 @@ int is_produce_main(is_config_t *cfg, int argc, char **argv)
     if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr)))) {
         rd_kafka_conf_destroy(conf);
         is_log_printf(stderr, "imgsink produce: %s\n", errstr);
+        goto done;
+    }
+    if (!strcmp(partitioner, "round-robin") && (o.partitions = partition_count(rk, o.topic)) < 1) {
+        is_log_printf(stderr,
+                      "imgsink produce: --partitioner round-robin: no partition count "
+                      "for topic %s (does it exist?)\n",
+                      o.topic);
         goto done;
     }
     pg = is_progress_new(stderr, "produce", "records delivered", (int64_t)nfiles * o.repeat,

@@ -659,6 +659,9 @@ static is_s3_result_t s3_request(is_s3_t *s3, const char *method, const char *bu
     } else {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     }
+    /* DELETE (is_s3_delete): a request without a body under another verb;
+     * reset for the next request of this handle. */
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, strcmp(method, "DELETE") ? NULL : "DELETE");
 
     if (s3->interrupt) {
         /* Called at least once a second, also while nothing moves. */
@@ -739,11 +742,27 @@ done:
     return ret;
 }
 
+int is_s3_digest(const void *body, size_t len, is_s3_digest_t *d)
+{
+    return is_sha256_hex_base64(body ? body : "", len, d->hex, d->b64);
+}
+
 is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t len,
                          const char *content_type, const char *tagging, int if_none_match,
                          char *errstr, size_t errstr_size)
 {
-    char hex[65], b64[45];
+    return is_s3_put_digest(s3, key, body, len, NULL, content_type, tagging, if_none_match, errstr,
+                            errstr_size);
+}
+
+is_s3_result_t is_s3_put_digest(is_s3_t *s3, const char *key, const void *body, size_t len,
+                                const is_s3_digest_t *digest, const char *content_type,
+                                const char *tagging, int if_none_match, char *errstr,
+                                size_t errstr_size)
+{
+    is_s3_digest_t own;
+    const char *hex, *b64;
+    char wrong[45];
     is_sigv4_header_t extra[8];
     size_t n = 0;
     s3_resp_t resp = {0};
@@ -769,14 +788,16 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
                  "s3: control characters in content type or tagging (PUT %s/%s)", s3->bucket, key);
         goto done;
     }
-    /* One SHA-256 of the body for both headers; the probe's checksum is
-     * that of no bytes: wrong for its body. */
-    if (is_sha256_hex_base64(body, len, hex, b64) == -1 ||
-        (s3->probe_wrong_checksum && is_sha256_base64(body, 0, b64) == -1)) {
+    /* One SHA-256 of the body for both headers, the caller's when given;
+     * the probe's checksum is that of no bytes: wrong for its body. */
+    if ((!digest && is_s3_digest(body, len, &own) == -1) ||
+        (s3->probe_wrong_checksum && is_sha256_base64(body, 0, wrong) == -1)) {
         snprintf(errstr, errstr_size, "s3: SHA-256 failed (PUT %s/%s)", s3->bucket, key);
         ret = IS_S3_TRANSIENT;
         goto done;
     }
+    hex = digest ? digest->hex : own.hex;
+    b64 = s3->probe_wrong_checksum ? wrong : digest ? digest->b64 : own.b64;
     extra[n++] = (is_sigv4_header_t){"Content-Type", content_type};
     extra[n++] = (is_sigv4_header_t){"x-amz-checksum-sha256", b64};
     if (tagging && *tagging)
@@ -845,19 +866,22 @@ done:
     return ret;
 }
 
-is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_t errstr_size)
+is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, const char *bucket, char **xmlp, char *errstr,
+                                   size_t errstr_size)
 {
     s3_resp_t resp = {0};
     is_s3_result_t ret;
 
+    if (!bucket || !*bucket)
+        bucket = s3->bucket;
     if (errstr_size)
         errstr[0] = '\0';
     *xmlp = NULL;
     /* The subresource has no value on the wire; it signs as "lifecycle=". */
-    ret = s3_request(s3, "GET", s3->bucket, NULL, "lifecycle", IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL,
-                     0, S3_LIFECYCLE_MAX, &resp, errstr, errstr_size);
+    ret = s3_request(s3, "GET", bucket, NULL, "lifecycle", IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL, 0,
+                     S3_LIFECYCLE_MAX, &resp, errstr, errstr_size);
     if (ret == IS_S3_OK && !resp.p) {
-        snprintf(errstr, errstr_size, "empty lifecycle document (GET %s?lifecycle)", s3->bucket);
+        snprintf(errstr, errstr_size, "empty lifecycle document (GET %s?lifecycle)", bucket);
         ret = IS_S3_PERMANENT;
     }
     if (ret == IS_S3_OK) {
@@ -992,4 +1016,128 @@ is_s3_result_t is_s3_probe_put(is_s3_t *s3, const char *key, const char *tagging
     }
     snprintf(errstr, errstr_size, "%s", why);
     return r == IS_S3_PERMANENT ? IS_S3_PERMANENT : IS_S3_TRANSIENT;
+}
+
+/* Collects the <Key> of every <Contents> and the continuation token of a
+ * ListObjectsV2 answer. 0, or -1 on a document that is not one. */
+static int parse_list(const char *p, size_t len, char ***keys, size_t *n, size_t *cap, char *token,
+                      size_t token_size, int *truncated)
+{
+    xmlDocPtr doc =
+        xmlReadMemory(p, (int)len, "list.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOBLANKS);
+    xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+    int rc = root && !xmlStrcmp(root->name, (const xmlChar *)"ListBucketResult") ? 0 : -1;
+    char text[1100];
+
+    *truncated = 0;
+    token[0] = '\0';
+    for (xmlNodePtr c = root ? root->children : NULL; c && !rc; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE)
+            continue;
+        if (!xmlStrcmp(c->name, (const xmlChar *)"IsTruncated")) {
+            copy_text(c, text, sizeof(text));
+            *truncated = !strcmp(text, "true");
+        } else if (!xmlStrcmp(c->name, (const xmlChar *)"NextContinuationToken")) {
+            copy_text(c, token, token_size);
+        } else if (!xmlStrcmp(c->name, (const xmlChar *)"Contents")) {
+            for (xmlNodePtr k = c->children; k; k = k->next) {
+                if (k->type != XML_ELEMENT_NODE || xmlStrcmp(k->name, (const xmlChar *)"Key"))
+                    continue;
+                copy_text(k, text, sizeof(text));
+                if (*n == *cap) {
+                    size_t nc = *cap ? *cap * 2 : 64;
+                    char **nk = realloc(*keys, nc * sizeof(*nk));
+                    if (!nk) {
+                        rc = -1;
+                        break;
+                    }
+                    *keys = nk;
+                    *cap = nc;
+                }
+                if (!((*keys)[*n] = strdup(text)))
+                    rc = -1;
+                else
+                    (*n)++;
+            }
+        }
+    }
+    if (doc)
+        xmlFreeDoc(doc);
+    return rc;
+}
+
+is_s3_result_t is_s3_list(is_s3_t *s3, const char *prefix, char ***keysp, size_t *np, char *errstr,
+                          size_t errstr_size)
+{
+    char **keys = NULL, token[1100] = "";
+    size_t n = 0, cap = 0;
+    is_s3_result_t ret = IS_S3_OK;
+    int truncated;
+
+    if (errstr_size)
+        errstr[0] = '\0';
+    *keysp = NULL;
+    *np = 0;
+    do {
+        s3_resp_t resp = {0};
+        char *ep = is_sigv4_uri_encode(prefix, strlen(prefix), 1);
+        char *et = *token ? is_sigv4_uri_encode(token, strlen(token), 1) : NULL;
+        char *query = ep && (et || !*token)
+                          ? (et ? fmt("continuation-token=%s&list-type=2&prefix=%s", et, ep)
+                                : fmt("list-type=2&prefix=%s", ep))
+                          : NULL;
+        free(ep);
+        free(et);
+        if (!query) {
+            snprintf(errstr, errstr_size, "s3: out of memory (LIST %s/%s)", s3->bucket, prefix);
+            ret = IS_S3_TRANSIENT;
+            break;
+        }
+        ret = s3_request(s3, "GET", s3->bucket, NULL, query, IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL,
+                         0, S3_LIFECYCLE_MAX, &resp, errstr, errstr_size);
+        free(query);
+        if (ret == IS_S3_OK && (!resp.p || parse_list(resp.p, resp.len, &keys, &n, &cap, token,
+                                                      sizeof(token), &truncated))) {
+            snprintf(errstr, errstr_size, "s3: not a ListObjectsV2 answer (LIST %s/%s)", s3->bucket,
+                     prefix);
+            ret = IS_S3_PERMANENT;
+        }
+        free(resp.p);
+        if (ret == IS_S3_OK && truncated && !*token) {
+            snprintf(errstr, errstr_size, "s3: truncated list without a token (LIST %s/%s)",
+                     s3->bucket, prefix);
+            ret = IS_S3_PERMANENT;
+        }
+    } while (ret == IS_S3_OK && truncated);
+    if (ret != IS_S3_OK) {
+        is_s3_keys_free(keys, n);
+        return ret;
+    }
+    *keysp = keys;
+    *np = n;
+    return IS_S3_OK;
+}
+
+void is_s3_keys_free(char **keys, size_t n)
+{
+    for (size_t i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+is_s3_result_t is_s3_delete(is_s3_t *s3, const char *key, char *errstr, size_t errstr_size)
+{
+    s3_resp_t resp = {0};
+    is_s3_result_t ret;
+
+    if (errstr_size)
+        errstr[0] = '\0';
+    if (!key || !*key || strlen(key) > 1024) {
+        snprintf(errstr, errstr_size, "s3: key must be 1..1024 bytes (DELETE %s)", s3->bucket);
+        return IS_S3_PERMANENT;
+    }
+    ret = s3_request(s3, "DELETE", s3->bucket, key, NULL, IS_SIGV4_EMPTY_SHA256, NULL, 0, NULL, 0,
+                     S3_ERR_BODY_MAX, &resp, errstr, errstr_size);
+    free(resp.p);
+    return ret;
 }

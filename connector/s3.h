@@ -74,6 +74,26 @@ is_s3_result_t is_s3_put(is_s3_t *s3, const char *key, const void *body, size_t 
                          const char *content_type, const char *tagging, int if_none_match,
                          char *errstr, size_t errstr_size);
 
+/* The SHA-256 of a PUT body in the two forms a PUT sends: hex (signed as
+ * x-amz-content-sha256; also what metadata.json records per rendition) and
+ * base64 (x-amz-checksum-sha256). */
+typedef struct is_s3_digest {
+    char hex[65];
+    char b64[45];
+} is_s3_digest_t;
+
+/* One pass over body into d. Returns 0 or -1. */
+int is_s3_digest(const void *body, size_t len, is_s3_digest_t *d);
+
+/* is_s3_put with the body's digest from the caller (is_s3_digest of the
+ * same bytes; a wrong one makes the store refuse the PUT), so a body is
+ * hashed once however often it is PUT and its digest reused elsewhere.
+ * digest NULL: computed here, as is_s3_put does. */
+is_s3_result_t is_s3_put_digest(is_s3_t *s3, const char *key, const void *body, size_t len,
+                                const is_s3_digest_t *digest, const char *content_type,
+                                const char *tagging, int if_none_match, char *errstr,
+                                size_t errstr_size);
+
 /* GET an object into a malloc'ed buffer (caller frees *bodyp; it is
  * NUL-terminated for convenience, *lenp excludes the NUL), at most max_len
  * bytes: a larger object is PERMANENT. bucket NULL or "" means the configured
@@ -87,10 +107,11 @@ is_s3_result_t is_s3_get(is_s3_t *s3, const char *bucket, const char *key, const
                          int64_t expect_size, size_t max_len, void **bodyp, size_t *lenp,
                          char *errstr, size_t errstr_size);
 
-/* GET ?lifecycle of the configured bucket; returns the raw XML (caller frees).
- * A bucket without rules is PERMANENT with "NoSuchLifecycleConfiguration" in
- * errstr. */
-is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, char **xmlp, char *errstr, size_t errstr_size);
+/* GET ?lifecycle of bucket (NULL or "": the configured one); returns the raw
+ * XML (caller frees). A bucket without rules is PERMANENT with
+ * "NoSuchLifecycleConfiguration" in errstr. */
+is_s3_result_t is_s3_get_lifecycle(is_s3_t *s3, const char *bucket, char **xmlp, char *errstr,
+                                   size_t errstr_size);
 
 /* Whether the store accepts this client's credentials (access key, secret
  * key, session token): GETs key, which need not exist. OK when the request
@@ -125,6 +146,17 @@ int is_s3_config_error(const is_s3_t *s3, char *hint, size_t hint_size);
  * does not check checksums), OK and *stored = 1: the caller names the key. */
 is_s3_result_t is_s3_probe_put(is_s3_t *s3, const char *key, const char *tagging, int *stored,
                                char *errstr, size_t errstr_size);
+
+/* Every key under prefix in the configured bucket (ListObjectsV2, all
+ * pages), in the store's order (UTF-8 binary). *keysp: malloc'd array of
+ * malloc'd keys, free with is_s3_keys_free. */
+is_s3_result_t is_s3_list(is_s3_t *s3, const char *prefix, char ***keysp, size_t *np, char *errstr,
+                          size_t errstr_size);
+void is_s3_keys_free(char **keys, size_t n);
+
+/* DELETE one object of the configured bucket (a missing key is OK, as S3
+ * answers 204 for it). */
+is_s3_result_t is_s3_delete(is_s3_t *s3, const char *key, char *errstr, size_t errstr_size);
 
 /* HTTP status of this client's last request (0: none, or no response). */
 long is_s3_last_status(const is_s3_t *s3);

@@ -298,21 +298,6 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     IS_INFO("rebalance", json_pack("{s:o}", "partitions", arr), "%s", what);
 }
 
-/* Publishes the assignment to the metrics and the readiness state. joined:
- * still a member of the group (0 after the assignment was lost). Poll
- * thread. */
-static void publish_assignment(rd_kafka_t *rk, int joined)
-{
-    rd_kafka_topic_partition_list_t *asg = NULL;
-    int n = 0;
-    if (!rd_kafka_assignment(rk, &asg) && asg)
-        n = asg->cnt;
-    if (asg)
-        rd_kafka_topic_partition_list_destroy(asg);
-    is_metrics_set(IS_M_ASSIGNED_PARTITIONS, n);
-    is_health_group(joined, n);
-}
-
 /* Served on the poll thread from inside rd_kafka_consumer_poll. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -349,7 +334,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* The worker never pauses, so no partition carries a pause flag
          * (librdkafka keeps it across unassign and assign). */
         is_metrics_inc(IS_M_REBALANCE_ASSIGN);
-        publish_assignment(rk, 1);
+        is_health_publish_assignment(rk, 1);
         return;
     }
     int lost = rd_kafka_assignment_lost(rk);
@@ -383,7 +368,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
     else
         rd_kafka_assign(rk, NULL);
-    publish_assignment(rk, !lost);
+    is_health_publish_assignment(rk, !lost);
 }
 
 /* Called from rd_kafka_consumer_poll on the poll thread. */
@@ -402,8 +387,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     }
     char line[640];
     is_kafka_explain(reason, line, sizeof(line));
-    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
-        strstr(reason, "certificate verify failed")) {
+    if (is_kafka_needs_operator(err, line)) {
         /* Not transient: retried by librdkafka, but it takes an operator. */
         IS_ERR("kafka", json_pack("{s:s}", "error", rd_kafka_err2name(err)), "%s", line);
     } else {
@@ -456,6 +440,7 @@ static void dispatch(is_worker_t *w, rd_kafka_message_t *rkm)
     }
     job->rkm = rkm;
     job->gen = gen;
+    job->dispatched_s = is_now_s();
     job->refs = 1;
     atomic_fetch_add(&w->n_in, 1);
     is_metrics_inc(IS_M_RECORDS_CONSUMED);
@@ -933,6 +918,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
         IS_INFO("creds", json_pack("{s:s}", "source", is_creds_source(w.creds)),
                 "store credentials from %s", is_creds_source(w.creds));
         is_health_creds(w.creds, cfg->s3_credentials_unhealthy_restart_ms);
+        is_metrics_creds(w.creds);
     }
     is_s3_conf_t s3c = is_s3_conf_of(cfg, w.creds);
     /* a silent store must not hold start-up for long */
@@ -1124,6 +1110,7 @@ done:
     is_offsets_destroy(w.offsets);
     is_s3_destroy(probe);
     is_health_creds(NULL, 0);
+    is_metrics_creds(NULL);
     is_creds_provider_destroy(w.creds); /* after every S3 client */
     is_claimcheck_destroy(w.claimcheck);
     is_registry_destroy(w.registry);

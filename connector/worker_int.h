@@ -59,6 +59,7 @@ typedef struct is_part {
 typedef struct is_job {
     rd_kafka_message_t *rkm; /* owned by the job */
     uint64_t gen;            /* the partition's generation at dispatch */
+    double dispatched_s;     /* is_now_s() at dispatch: the queue stage starts */
     int refs; /* under w->lock: 2 while a stuck thread and its replacement share it */
     struct is_job *next;
 } is_job_t;

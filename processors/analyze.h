@@ -2,18 +2,23 @@
  * analyze.h - image facts for analysts: a 64-bit perceptual hash and the
  * mean colour.
  *
- * The perceptual hash is a dHash ("difference hash"): the upright image,
- * alpha flattened onto white, is resized to 9x8 pixels (aspect ignored),
- * converted to 8-bit grey (libvips' B_W), and for each of the 8 rows, left
- * to right, bit = 1 when a pixel is brighter than its right neighbour. The
- * 64 bits are packed row by row, first bit most significant, and written as
- * 16 lower-case hex digits. Near-duplicates (re-encoded, resized, slightly
- * recoloured) differ in few bits: compare with a Hamming distance, e.g.
- * bit_count(from_base(a, 16) # from_base(b, 16)) in SQL engines with bit
- * operations.
+ * Both are computed from a small copy of the upright image: alpha flattened
+ * onto white, then box-shrunk along each axis by the smallest integer
+ * factor that brings that side to at most 256 px (the pipeline passes its
+ * base, up to the largest rendition's box: one cheap pass over it).
  *
- * The mean colour is the average of each sRGB channel over the same
- * flattened image, 0..255, rounded; grey images report r = g = b.
+ * The perceptual hash is a dHash ("difference hash"): that copy is resized
+ * to 9x8 pixels (aspect ignored), converted to 8-bit grey (libvips' B_W),
+ * and for each of the 8 rows, left to right, bit = 1 when a pixel is
+ * brighter than its right neighbour. The 64 bits are packed row by row,
+ * first bit most significant, and written as 16 lower-case hex digits.
+ * Near-duplicates (re-encoded, resized, slightly recoloured) differ in few
+ * bits: compare with a Hamming distance, e.g. bit_count(from_base(a, 16) #
+ * from_base(b, 16)) in SQL engines with bit operations.
+ *
+ * The mean colour is the average of each sRGB channel over the same copy,
+ * 0..255, rounded (a box shrink keeps the mean, up to rounding and the
+ * last factor - 1 columns and rows); grey images report r = g = b.
  *
  * Threads: any.
  */

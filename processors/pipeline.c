@@ -590,6 +590,8 @@ is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const v
             goto done;
         }
     }
+    double t_base = is_now_s();
+    res->decode_ms = (t_base - t0) * 1e3;
     for (int i = 0; i < conf->nrenditions; i++) {
         res->nout = i + 1;
         rc = rendition(&rn, res, mem, &conf->renditions[i], &res->out[i], errstr, errstr_size);
@@ -600,6 +602,7 @@ is_proc_result_t is_pipeline_run_attempt(const is_pipeline_conf_t *conf, const v
             goto done;
         }
     }
+    res->encode_ms = (is_now_s() - t_base) * 1e3;
     rc = IS_PROC_OK;
 done:
     if (rc != IS_PROC_OK && is_deadline_passed(&dl)) {

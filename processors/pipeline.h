@@ -47,8 +47,10 @@ typedef struct is_result {
     is_output_t out[IS_MAX_RENDITIONS];
     int nout;
     double processing_ms;
-    uint64_t phash;  /* dHash of the upright source, see analyze.h */
-    int mean_rgb[3]; /* mean sRGB colour, 0..255 */
+    double decode_ms; /* of processing_ms: up to the base in memory, analysed */
+    double encode_ms; /* of processing_ms: every rendition resized and encoded */
+    uint64_t phash;   /* dHash of the upright source, see analyze.h */
+    int mean_rgb[3];  /* mean sRGB colour, 0..255 */
 } is_result_t;
 
 typedef struct is_pipeline_conf {

@@ -466,8 +466,9 @@ class Run:
         self.hist = History(os.path.join(a.work, "history.jsonl"))
         self.stacklog = open(os.path.join(a.work, "stack.log"), "ab")
         env = dict(os.environ)
-        env["IMGSINK_S3_ACCESS_KEY"] = os.environ["S3_ACCESS_KEY"]
-        env["IMGSINK_S3_SECRET_KEY"] = os.environ["S3_SECRET_KEY"]
+        # The worker's least-privilege identity (test/faults/run.sh), not root.
+        env["IMGSINK_S3_ACCESS_KEY"] = os.environ["S3_WORKER_ACCESS_KEY"]
+        env["IMGSINK_S3_SECRET_KEY"] = os.environ["S3_WORKER_SECRET_KEY"]
         self.workers = Workers(a.workers, a.imgsink, a.conf, a.work, env, self.hist)
         self.tail = CommitTail(a.bootstrap, a.group, a.topic, self.hist, self.stacklog)
         self.sampler = Sampler(a, self.manifest, self.rends, self.tail, self.workers, self.hist,

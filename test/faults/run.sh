@@ -66,7 +66,9 @@ group="g-$topic"
 # A bucket of its own, with versioning: every PUT the store acknowledged
 # stays visible, so duplicate writes can be compared version by version.
 bucket="imgsink-faults-$run_id"
-prefix="seed-$seed/"
+# Under processed/, the output prefix of the worker's policy
+# (deploy/minio/policies/worker.json).
+prefix="processed/seed-$seed/"
 bucket_path="$MC_ALIAS/$bucket/$prefix"
 N_FAIL=0
 
@@ -107,6 +109,14 @@ if ! mc mb --ignore-existing "$MC_ALIAS/$bucket" >/dev/null ||
     notok "create bucket $bucket with versioning and the lifecycle rule"
     exit 1
 fi
+# The workers run with the worker's production policy for this bucket
+# (test/stack/identity.sh), never the root user; chaos.py hands these keys
+# to every worker it starts. mc stays with the admin alias.
+if ! read -r S3_WORKER_ACCESS_KEY S3_WORKER_SECRET_KEY < <(bash "$ROOT/test/stack/identity.sh" worker "$bucket"); then
+    notok "a store identity with the worker's policy for $bucket (test/stack/identity.sh)"
+    exit 1
+fi
+export S3_WORKER_ACCESS_KEY S3_WORKER_SECRET_KEY
 
 # --- toxiproxy in front of MinIO ----------------------------------------------
 if ! read -r toxi_url toxi_port < <(bash "$ROOT/test/stack/toxiproxy.sh" "$seed"); then

@@ -306,11 +306,51 @@ static void snapshots(void **state)
         pthread_join(t[i], NULL);
 }
 
+/* The metrics of a static source: counters at 0, healthy, no expiry, no
+ * error; and never the secret key. */
+static void metrics(void **state)
+{
+    char err[1024], *buf = NULL;
+    size_t n = 0;
+    (void)state;
+    clear_env();
+    is_creds_provider_t *cp = chain("AKMETRICS", "SKMETRICS-SECRET", err, sizeof(err));
+    assert_non_null(cp);
+    FILE *fp = open_memstream(&buf, &n);
+    assert_non_null(fp);
+    is_creds_metrics_write(cp, fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_non_null(strstr(buf, "imgsink_credentials_refreshes_total{source=\"config\","
+                                "result=\"ok\"} 0\n"));
+    assert_non_null(strstr(buf, "imgsink_credentials_refreshes_total{source=\"config\","
+                                "result=\"error\"} 0\n"));
+    assert_non_null(strstr(buf, "imgsink_credentials_healthy{source=\"config\"} 1\n"));
+    assert_null(strstr(buf, "imgsink_credentials_expiry_seconds{"));
+    assert_null(strstr(buf, "imgsink_credentials_last_refresh_error{"));
+    assert_null(strstr(buf, "SKMETRICS"));
+    assert_null(strstr(buf, "AKMETRICS"));
+    free(buf);
+    /* A refusal of static credentials: unhealthy, still no secret. */
+    is_creds_t *c = is_creds_get(cp);
+    is_creds_refused(cp, c, "InvalidAccessKeyId");
+    is_creds_release(c);
+    buf = NULL;
+    fp = open_memstream(&buf, &n);
+    assert_non_null(fp);
+    is_creds_metrics_write(cp, fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_non_null(strstr(buf, "imgsink_credentials_healthy{source=\"config\"} 0\n"));
+    assert_null(strstr(buf, "SKMETRICS"));
+    free(buf);
+    is_creds_provider_destroy(cp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(times),   cmocka_unit_test(ini),   cmocka_unit_test(json_hostile),
         cmocka_unit_test(sts_xml), cmocka_unit_test(order), cmocka_unit_test(snapshots),
+        cmocka_unit_test(metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

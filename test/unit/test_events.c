@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "analytics.h"
+#include "analytics_agg.h"
 #include "events.h"
 
 /* The embedded schema is the one in schemas/, JSON document and all (avro-c
@@ -142,6 +143,126 @@ static void file_keys(void **state)
     assert_int_equal(is_analytics_key("a/", "t", 0, 0, 0, key, 10), -1);
 }
 
+/* The registry wire format: byte 0, the id big-endian, the Avro binary. */
+static void framed_event(void **state)
+{
+    char err[256];
+    void *buf = malloc(3);
+    size_t len = 3;
+    (void)state;
+    memcpy(buf, "abc", 3);
+    assert_int_equal(is_events_frame(0x01020304, &buf, &len, err, sizeof(err)), 0);
+    assert_int_equal(len, 8);
+    assert_memory_equal(buf,
+                        "\0\x01\x02\x03\x04"
+                        "abc",
+                        8);
+    free(buf);
+}
+
+/* Aggregates of three events (two written by acme, one dead letter): the
+ * counts, bytes and quantiles, one row per group, no image id; and a
+ * header metadata entry read back. */
+static void aggregate_file(void **state)
+{
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    char err[256], *data = NULL, *out = NULL, *meta = NULL;
+    size_t sizes[3], dlen = 0, olen = 0;
+    (void)state;
+
+    assert_int_equal(avro_schema_from_json_length(is_events_schema_json(),
+                                                  strlen(is_events_schema_json()), &schema),
+                     0);
+    iface = avro_generic_class_from_schema(schema);
+    for (int i = 0; i < 3; i++) {
+        is_event_t ev = {0};
+        is_record_t rec = {.id = "x", .tenant = "acme", .source = "stream"};
+        is_result_t res = {0};
+        void *buf;
+        strcpy(res.format, "jpeg");
+        res.bytes = 1000;
+        res.nout = 1;
+        strcpy(res.out[0].name, "thumb");
+        res.out[0].ext = "jpg";
+        res.out[0].len = 100;
+        is_event_note_record(&ev, &rec);
+        is_event_note_result(&ev, &res);
+        is_event_end_t end = {
+            "images",      0, i, i == 2 ? "image" : NULL, i == 2 ? "bad" : NULL, 1700000000000,
+            10.0 * (i + 1)};
+        assert_int_equal(is_events_encode(&ev, &end, &buf, &sizes[i], err, sizeof(err)), 0);
+        data = realloc(data, dlen + sizes[i]);
+        memcpy(data + dlen, buf, sizes[i]);
+        dlen += sizes[i];
+        free(buf);
+    }
+    assert_int_equal(is_analytics_agg_encode(iface, data, sizes, 3, 1699999200000, "ev", 1, 5, &out,
+                                             &olen, err, sizeof(err)),
+                     0);
+    FILE *fp = fmemopen(out, olen, "rb");
+    avro_file_reader_t r;
+    assert_int_equal(avro_file_reader_fp(fp, "agg", 1, &r), 0);
+    avro_schema_t ws = avro_file_reader_get_writer_schema(r);
+    avro_value_iface_t *wi = avro_generic_class_from_schema(ws);
+    avro_value_t v, f;
+    const char *str;
+    size_t n;
+    int64_t l;
+    double d;
+    assert_int_equal(avro_generic_value_new(wi, &v), 0);
+    assert_int_equal(avro_value_get_by_name(&v, "id", &f, NULL) != 0, 1);
+    /* sorted: dead_lettered before written */
+    assert_int_equal(avro_file_reader_read_value(r, &v), 0);
+    avro_value_get_by_name(&v, "outcome", &f, NULL);
+    avro_value_get_string(&f, &str, &n);
+    assert_string_equal(str, "dead_lettered");
+    avro_value_get_by_name(&v, "output_bytes", &f, NULL);
+    avro_value_get_long(&f, &l);
+    assert_int_equal(l, 0); /* a dead letter has no renditions */
+    assert_int_equal(avro_file_reader_read_value(r, &v), 0);
+    avro_value_get_by_name(&v, "outcome", &f, NULL);
+    avro_value_get_string(&f, &str, &n);
+    assert_string_equal(str, "written");
+    avro_value_get_by_name(&v, "events", &f, NULL);
+    avro_value_get_long(&f, &l);
+    assert_int_equal(l, 2);
+    avro_value_get_by_name(&v, "source_bytes", &f, NULL);
+    avro_value_get_long(&f, &l);
+    assert_int_equal(l, 2000);
+    avro_value_get_by_name(&v, "output_bytes", &f, NULL);
+    avro_value_get_long(&f, &l);
+    assert_int_equal(l, 200);
+    avro_value_get_by_name(&v, "processing_ms_p50", &f, NULL);
+    avro_value_get_double(&f, &d);
+    assert_true(d == 10.0);
+    avro_value_get_by_name(&v, "processing_ms_p99", &f, NULL);
+    avro_value_get_double(&f, &d);
+    assert_true(d == 20.0);
+    avro_value_get_by_name(&v, "events_first_offset", &f, NULL);
+    avro_value_get_long(&f, &l);
+    assert_int_equal(l, 5);
+    assert_int_not_equal(avro_file_reader_read_value(r, &v), 0); /* two rows */
+    avro_value_decref(&v);
+    avro_value_iface_decref(wi);
+    avro_schema_decref(ws); /* avro_file_reader_get_writer_schema gives a reference */
+    avro_file_reader_close(r);
+
+    assert_int_equal(is_analytics_ocf_header(&out, &olen, is_analytics_agg_schema_json(),
+                                             "imgsink.sources", "a\nb"),
+                     0);
+    assert_int_equal(is_analytics_ocf_meta(out, olen, "imgsink.sources", &meta), 0);
+    assert_string_equal(meta, "a\nb");
+    free(meta);
+    assert_int_equal(is_analytics_ocf_meta(out, olen, "nothing", &meta), 0);
+    assert_null(meta);
+    assert_int_equal(is_analytics_ocf_meta("Obj\x01\x7f", 5, "x", &meta), -1); /* truncated */
+    free(out);
+    free(data);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+}
+
 static void topic_checks(void **state)
 {
     is_config_t *cfg = is_config_new();
@@ -169,6 +290,8 @@ int main(void)
         cmocka_unit_test(dead_letter_without_record),
         cmocka_unit_test(file_keys),
         cmocka_unit_test(topic_checks),
+        cmocka_unit_test(framed_event),
+        cmocka_unit_test(aggregate_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,8 +20,11 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <openssl/evp.h>
+
 #include "metadata.h"
 #include "pipeline_util.h"
+#include "s3.h"
 
 static int type_is(const json_t *v, const char *t)
 {
@@ -125,8 +128,10 @@ static void validate(const json_t *v, const json_t *s, const char *path)
     }
 }
 
-/* metadata.json for one input through the default renditions. */
-static json_t *document(const char *file, char **text_out, is_result_t *res)
+/* metadata.json for one input through the default renditions. shas:
+ * the renditions' digests as the worker passes them, or NULL. */
+static json_t *document_with(const char *file, char **text_out, is_result_t *res,
+                             const char *const *shas)
 {
     is_config_t *cfg = tu_config("large=300x300/webp/80,thumb=64x64/jpeg/80/cover", NULL);
     is_pipeline_conf_t conf;
@@ -145,7 +150,8 @@ static json_t *document(const char *file, char **text_out, is_result_t *res)
                        .attr_values = av};
     is_metadata_src_t src = {"images", 3, 42,
                              "0123456789abcdef0123456789abcdef"
-                             "0123456789abcdef0123456789abcdef"};
+                             "0123456789abcdef0123456789abcdef",
+                             shas};
     size_t len;
     void *buf = tu_read(tu_input(file), &len);
 
@@ -161,6 +167,11 @@ static json_t *document(const char *file, char **text_out, is_result_t *res)
     g_free(buf);
     is_config_destroy(cfg);
     return doc;
+}
+
+static json_t *document(const char *file, char **text_out, is_result_t *res)
+{
+    return document_with(file, text_out, res, NULL);
 }
 
 static void validates_against_schema(void **state)
@@ -218,6 +229,48 @@ static void analyst_fields_no_location(void **state)
     is_result_clear(&res);
 }
 
+/* The worker hashes each rendition once, for its PUT (is_s3_digest), and
+ * metadata.json records that digest: the document is byte for byte the one
+ * hashed on its own, the hex and base64 forms name the same 32 bytes, and
+ * a digest given is the one written (not recomputed). */
+static void rendition_digests_reused(void **state)
+{
+    is_result_t res;
+    char *text, *given;
+    json_t *doc = document("jpeg_orientation_6.jpg", &text, &res);
+    is_s3_digest_t d[2];
+    const char *shas[2];
+    (void)state;
+    assert_int_equal(res.nout, 2);
+    for (int i = 0; i < 2; i++) {
+        unsigned char raw[48], fromhex[32];
+        assert_int_equal(is_s3_digest(res.out[i].buf, res.out[i].len, &d[i]), 0);
+        shas[i] = d[i].hex;
+        assert_int_equal(EVP_DecodeBlock(raw, (const unsigned char *)d[i].b64, 44), 33);
+        for (int k = 0; k < 32; k++)
+            assert_int_equal(sscanf(d[i].hex + 2 * k, "%2hhx", &fromhex[k]), 1);
+        assert_memory_equal(raw, fromhex, 32);
+        json_t *r = json_array_get(json_object_get(doc, "renditions"), (size_t)i);
+        assert_string_equal(json_string_value(json_object_get(r, "sha256")), d[i].hex);
+    }
+    json_decref(doc);
+    is_result_clear(&res);
+    json_decref(document_with("jpeg_orientation_6.jpg", &given, &res, shas));
+    assert_string_equal(given, text);
+    free(given);
+    is_result_clear(&res);
+
+    const char *zero = "0000000000000000000000000000000000000000000000000000000000000000";
+    shas[1] = zero;
+    doc = document_with("jpeg_orientation_6.jpg", &given, &res, shas);
+    json_t *r = json_array_get(json_object_get(doc, "renditions"), 1);
+    assert_string_equal(json_string_value(json_object_get(r, "sha256")), zero);
+    json_decref(doc);
+    free(given);
+    free(text);
+    is_result_clear(&res);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -236,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(validates_against_schema),
         cmocka_unit_test(analyst_fields_no_location),
+        cmocka_unit_test(rendition_digests_reused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -96,8 +96,12 @@ static void format_rules(void **state)
         assert_int_equal(strncmp(l, cur, strlen(cur)), 0);
         if (!strcmp(curtype, "histogram")) {
             const char *suffix = l + strlen(cur);
-            assert_true(!strncmp(suffix, "_bucket{le=\"", 12) || !strncmp(suffix, "_sum ", 5) ||
-                        !strncmp(suffix, "_count ", 7));
+            /* Labelled histograms (stage="...") put le last in the bucket labels. */
+            assert_true(!strncmp(suffix, "_bucket{", 8) || !strncmp(suffix, "_sum ", 5) ||
+                        !strncmp(suffix, "_sum{", 5) || !strncmp(suffix, "_count ", 7) ||
+                        !strncmp(suffix, "_count{", 7));
+            if (!strncmp(suffix, "_bucket{", 8))
+                assert_non_null(strstr(suffix, "le=\""));
         }
     }
     assert_true(types >= 12);
@@ -107,6 +111,31 @@ static void format_rules(void **state)
         assert_int_equal(count_lines(t, help), 1);
     }
     free(copy);
+    free(t);
+}
+
+/* The stage histograms: one family, one series set per stage label. */
+static void stage_histograms(void **state)
+{
+    (void)state;
+    is_metrics_reset();
+    is_metrics_observe(IS_M_STAGE_QUEUE, 0.0005);
+    is_metrics_observe(IS_M_STAGE_DECODE, 0.3);
+    is_metrics_observe(IS_M_STAGE_DECODE, 0.4);
+    is_metrics_observe(IS_M_STAGE_RESIZE_ENCODE, 0.2);
+    char *t = is_metrics_render(NULL);
+    assert_int_equal(count_lines(t, "# TYPE imgsink_stage_duration_seconds histogram"), 1);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_bucket{stage=\"queue\",le=\"0.001\"}") ==
+                1);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_count{stage=\"decode\"}") == 2);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_bucket{stage=\"decode\",le=\"0.25\"}") ==
+                0);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_bucket{stage=\"decode\",le=\"0.5\"}") ==
+                2);
+    double sum = sample(t, "imgsink_stage_duration_seconds_sum{stage=\"decode\"}");
+    assert_true(sum > 0.6999 && sum < 0.7001);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_count{stage=\"resize_encode\"}") == 1);
+    assert_true(sample(t, "imgsink_stage_duration_seconds_count{stage=\"put\"}") == 0);
     free(t);
 }
 
@@ -229,9 +258,13 @@ static void stats_callback_publishes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counters_and_gauges), cmocka_unit_test(format_rules),
-        cmocka_unit_test(histogram_buckets),   cmocka_unit_test(lag_table),
-        cmocka_unit_test(stats_parse),         cmocka_unit_test(stats_callback_publishes),
+        cmocka_unit_test(counters_and_gauges),
+        cmocka_unit_test(format_rules),
+        cmocka_unit_test(histogram_buckets),
+        cmocka_unit_test(stage_histograms),
+        cmocka_unit_test(lag_table),
+        cmocka_unit_test(stats_parse),
+        cmocka_unit_test(stats_callback_publishes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
