@@ -18,6 +18,7 @@ import glob
 import html
 import json
 import os
+import re
 import sys
 
 import duckdb
@@ -47,11 +48,40 @@ def connect(date=None):
                           for k, v in opts.items()) + ")")
     prefix = os.environ.get("ANALYTICS_PREFIX", "analytics/")
     part = f"dt={date}/*" if date else "*/*"
-    con.execute("SET VARIABLE events_glob = ?",
-                [f"s3://{os.environ['S3_BUCKET']}/{prefix}events/{part}/*.avro"])
+    hourly = f"s3://{os.environ['S3_BUCKET']}/{prefix}events/{part}/*.avro"
+    daily = f"s3://{os.environ['S3_BUCKET']}/{prefix}events_daily/{f'dt={date}' if date else '*'}/*.avro"
+    have_hourly = con.execute("SELECT count(*) FROM glob(?)", [hourly]).fetchall()[0][0] > 0
+    have_daily = con.execute("SELECT count(*) FROM glob(?)", [daily]).fetchall()[0][0] > 0
+    # A view over no file at all cannot be created: a day that was rolled
+    # up has only its daily file.
+    con.execute("SET VARIABLE events_glob = ?", [hourly if have_hourly or not have_daily else daily])
     con.execute(open(VIEWS).read())
-    union_versions(con)
+    if have_hourly:
+        union_versions(con)
+    if have_daily:
+        with_daily(con, daily, have_hourly)
     return con
+
+
+def with_daily(con, daily_glob, have_hourly):
+    """Days that `imgsink analytics rollup` compacted are read from their
+    daily file (events_daily/dt=DATE/DATE.avro), the other days from the
+    hourly files: a day is never read from both, so its rows count once
+    even while the rollup deletes the hourly files it merged. The hour
+    column of a daily row is its processed_at hour, 'HH' as the hourly
+    layout's Hive partition reads."""
+    daily = [r[0] for r in con.execute("SELECT file FROM glob(?)", [daily_glob]).fetchall()]
+    d = (f"SELECT *, strftime(processed_at, '%H') AS hour "
+         f"FROM read_avro({daily!r}, hive_partitioning = true, filename = true)")
+    if have_hourly:
+        sql = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'events_raw'").fetchall()[0][0]
+        con.execute(re.sub(r"^CREATE (OR REPLACE )?VIEW (main\.)?\"?events_raw\"?",
+                           "CREATE OR REPLACE VIEW events_hourly_raw", sql.strip().rstrip(";")))
+        con.execute(f"CREATE OR REPLACE VIEW events_raw AS {d} UNION ALL BY NAME "
+                    f"SELECT * FROM events_hourly_raw WHERE dt NOT IN "
+                    f"(SELECT DISTINCT dt FROM read_avro({daily!r}, hive_partitioning = true))")
+    else:
+        con.execute(f"CREATE OR REPLACE VIEW events_raw AS {d}")
 
 
 def union_versions(con):

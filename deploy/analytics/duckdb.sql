@@ -81,3 +81,14 @@ FROM events a JOIN events b
  AND bit_count(xor(a.phash, b.phash)) <= 6
 WHERE a.outcome = 'written' AND b.outcome = 'written'
 ORDER BY distance, a.tenant, id_a, id_b;
+
+-- The kept aggregates (analytics.aggregate=hourly), when there are any:
+--   CREATE VIEW kept AS SELECT * FROM read_avro(
+--     's3://BUCKET/analytics/events_hourly/*/*/*.avro', hive_partitioning = true);
+--   SELECT tenant, outcome, sum(events), sum(source_bytes), sum(output_bytes),
+--          sum(processing_ms_sum) / sum(events) AS mean_ms
+--   FROM kept GROUP BY ALL ORDER BY ALL;
+-- Days compacted by `imgsink analytics rollup` are in
+-- 's3://BUCKET/analytics/events_daily/dt=*/*.avro': scripts/analytics.py
+-- reads a day from there when it has a daily file, and from the hourly
+-- files otherwise, so no row counts twice.

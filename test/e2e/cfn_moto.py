@@ -12,6 +12,7 @@ temporary credentials and the bucket names) for imgsink check.
 
 import ast
 import json
+import os
 import re
 import sys
 
@@ -100,6 +101,7 @@ kinds = sorted({r["ResourceType"] for r in resources})
 print("# %d resources: %s" % (len(resources), ", ".join(f"{r['LogicalResourceId']} ({r['ResourceType'] or '?'})" for r in resources)))
 check("no MSK cluster by default (CreateMsk=false)", "AWS::MSK::Cluster" not in kinds)
 processed, raw, logs = out["ProcessedBucketName"], out["RawBucketName"], out["LogBucketName"]
+results = out["AthenaResultsBucketName"]
 
 s3a = client("s3", admin)
 
@@ -109,7 +111,7 @@ s3a = client("s3", admin)
 # is read back through the S3 API.
 tpl = yaml.load(body, Loader=cfn_loader())
 params = {k: v.get("Default") for k, v in tpl["Parameters"].items()}
-names = {"ProcessedBucket": processed, "RawBucket": raw, "LogBucket": logs}
+names = {"ProcessedBucket": processed, "RawBucket": raw, "LogBucket": logs, "AthenaResultsBucket": results}
 
 
 def resolve(v):
@@ -127,6 +129,8 @@ def resolve(v):
         if k == "Sub":
             def sub(m):
                 ref = m.group(1)
+                if ref.startswith("!"):  # ${!name}: a literal ${name}
+                    return "${" + ref[1:] + "}"
                 if "." in ref:
                     return resolve({"GetAtt": ref})
                 return str(resolve({"Ref": ref}))
@@ -224,10 +228,11 @@ for logical, name in names.items():
         f"{logical}: SSE-KMS with the stack's customer key by default",
         sse["SSEAlgorithm"] == "aws:kms" and sse.get("KMSMasterKeyID") == out["DataKeyArn"],
     )
-    check(
-        f"{logical}: bucket policy denies PUTs without SSE-KMS (read back)",
-        {"DenyPutWithoutKms", "DenyPutWithoutEncryptionHeader"} <= set(sids),
-    )
+    if logical != "AthenaResultsBucket":  # Athena writes results with the workgroup's SSE-KMS
+        check(
+            f"{logical}: bucket policy denies PUTs without SSE-KMS (read back)",
+            {"DenyPutWithoutKms", "DenyPutWithoutEncryptionHeader"} <= set(sids),
+        )
     logging = s3a.get_bucket_logging(Bucket=name).get("LoggingEnabled", {})
     check(f"{logical}: access logs to {logging.get('TargetBucket')}", logging.get("TargetBucket") == logs)
 kms = client("kms", admin)
@@ -240,6 +245,123 @@ except ClientError as e:
     # is on; the key's properties are then left to cfn-lint and checkov.
     print(f"ok - KMS key properties through the API # SKIP moto answered {e.response['Error']['Code']}")
 
+# --- analytics: the Glue database and events table, the Athena workgroup ----
+# First the template against deploy/analytics/athena.sql and
+# schemas/image_event.avsc (the same table, whichever way it is made); then
+# what the stack made in moto, read back with boto3's glue and athena
+# clients. A type moto's CloudFormation does not create is a SKIP naming it;
+# it is then created through its own API from the template's properties and
+# read back, which checks that the API takes them.
+root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(template_path))))
+sql = open(os.path.join(root, "deploy/analytics/athena.sql")).read()
+avsc = json.load(open(os.path.join(root, "schemas/image_event.avsc")))
+tin = tpl["Resources"]["EventsTable"]["Properties"]["TableInput"]
+m = re.search(r"CREATE EXTERNAL TABLE IF NOT EXISTS \w+\.events \((.*?)\n\)\nPARTITIONED BY \((.*?)\)", sql, re.S)
+sql_cols = [tuple(c.strip().rstrip(",").split(" ", 1)) for c in m.group(1).strip().splitlines()]
+tpl_cols = [(c["Name"], c["Type"]) for c in tin["StorageDescriptor"]["Columns"]]
+check(f"events table: the template's {len(tpl_cols)} columns are athena.sql's ({len(sql_cols)}), in order",
+      tpl_cols == sql_cols)
+sql_pk = [tuple(c.strip().split(" ")) for c in m.group(2).split(",")]
+tpl_pk = [(c["Name"], c["Type"]) for c in tin["PartitionKeys"]]
+check(f"events table: partitioned by {', '.join(n for n, _ in tpl_pk)} as in athena.sql", tpl_pk == sql_pk)
+sql_props = dict(re.findall(r"'([a-z.]+)' = '([^']*)'", sql.split("TBLPROPERTIES", 1)[1].split("avro.schema.literal")[0]))
+tpl_params = resolve(tin["Parameters"])
+prefix_a = params["AnalyticsPrefix"]
+diff = []
+for k, v in sorted(sql_props.items()):
+    want = v.replace("s3://BUCKET/analytics/", f"s3://{processed}/{prefix_a}")
+    got = tpl_params.get(k, "(missing)")
+    if got != want:
+        diff.append(f"{k}: template {got}, athena.sql {want}")
+check(f"events table: the {len(sql_props)} partition projection properties are athena.sql's"
+      + (" (" + "; ".join(diff) + ")" if diff else ""), not diff)
+check("events table: avro.schema.literal is schemas/image_event.avsc",
+      json.loads(tin["Parameters"]["avro.schema.literal"]) == avsc)
+fmt = dict(re.findall(r"(SERDE|INPUTFORMAT|OUTPUTFORMAT) '([^']+)'", sql))
+sd = tin["StorageDescriptor"]
+check("events table: Avro SerDe, input and output formats as in athena.sql",
+      (sd["SerdeInfo"]["SerializationLibrary"], sd["InputFormat"], sd["OutputFormat"])
+      == (fmt["SERDE"], fmt["INPUTFORMAT"], fmt["OUTPUTFORMAT"]))
+check(f"events table: location s3://{processed}/{prefix_a}events/ (the processed bucket, analytics.prefix)",
+      resolve(sd["Location"]) == f"s3://{processed}/{prefix_a}events/")
+
+glue = client("glue", admin)
+athena = client("athena", admin)
+made = {r["LogicalResourceId"]: r for r in resources}
+dbname = params["AnalyticsDatabaseName"]
+wgname = f"{params['BucketPrefix']}-analytics"
+names["AnalyticsDatabase"] = dbname
+
+
+def by_stack(logical, rtype, probe):
+    """True if the stack made the resource (moto lists it and its API finds
+    it); else a SKIP naming the type, and False."""
+    listed = logical in made
+    found = probe()
+    if listed and found:
+        ok(f"{logical} ({rtype}) created by the stack")
+        return True
+    print(f"ok - {logical} ({rtype}) created by the stack # SKIP moto's CloudFormation does not create "
+          f"{rtype} ({'listed without the object' if listed else 'left out of the stack'}); "
+          "created through its own API from the template instead", flush=True)
+    return False
+
+
+def glue_db():
+    return code_of(glue.get_database, Name=dbname) == "OK"
+
+
+def glue_table():
+    return code_of(glue.get_table, DatabaseName=dbname, Name=tin["Name"]) == "OK"
+
+
+def workgroup():
+    # moto answers an unknown workgroup with an empty document, not an error
+    try:
+        return bool(athena.get_work_group(WorkGroup=wgname).get("WorkGroup"))
+    except ClientError:
+        return False
+
+
+if not by_stack("AnalyticsDatabase", "AWS::Glue::Database", glue_db) and not glue_db():
+    glue.create_database(DatabaseInput=resolve(tpl["Resources"]["AnalyticsDatabase"]["Properties"]["DatabaseInput"]))
+if not by_stack("EventsTable", "AWS::Glue::Table", glue_table) and not glue_table():
+    t_in = resolve(tin)
+    glue.create_table(DatabaseName=dbname, TableInput=t_in)
+wg_props = resolve(tpl["Resources"]["AnalyticsWorkGroup"]["Properties"])
+if not by_stack("AnalyticsWorkGroup", "AWS::Athena::WorkGroup", workgroup) and not workgroup():
+    conf = dict(wg_props["WorkGroupConfiguration"])
+    conf["BytesScannedCutoffPerQuery"] = int(conf["BytesScannedCutoffPerQuery"])
+    athena.create_work_group(Name=wgname, Description=wg_props["Description"], Configuration=conf)
+
+db = glue.get_database(Name=dbname)["Database"]
+check(f"glue get-database {db['Name']}", db["Name"] == dbname)
+t = glue.get_table(DatabaseName=dbname, Name=tin["Name"])["Table"]
+tp = t.get("Parameters", {})
+tsd = t.get("StorageDescriptor", {})
+print(f"#   glue table {dbname}.{t['Name']}: {len(tsd.get('Columns', []))} columns, partition keys "
+      f"{[k['Name'] for k in t.get('PartitionKeys', [])]}, location {tsd.get('Location')}, "
+      f"storage.location.template {tp.get('storage.location.template')}")
+check("glue get-table: columns, partition keys (dt, hour) and location read back",
+      [(c["Name"], c["Type"]) for c in tsd.get("Columns", [])] == sql_cols
+      and [k["Name"] for k in t.get("PartitionKeys", [])] == ["dt", "hour"]
+      and tsd.get("Location") == f"s3://{processed}/{prefix_a}events/")
+want_tpl = f"s3://{processed}/{prefix_a}events/dt=${{dt}}/hour=${{hour}}/"
+check(f"glue get-table: partition projection on, dt by day, hour 00..23, files at {want_tpl}",
+      tp.get("projection.enabled") == "true" and tp.get("projection.dt.type") == "date"
+      and tp.get("projection.hour.range") == "0,23" and tp.get("projection.hour.digits") == "2"
+      and tp.get("storage.location.template") == want_tpl)
+wg = athena.get_work_group(WorkGroup=wgname)["WorkGroup"]
+wc = wg.get("Configuration", {})
+rc = wc.get("ResultConfiguration", {})
+enc = rc.get("EncryptionConfiguration", {})
+print(f"#   athena workgroup {wg['Name']}: {json.dumps(wc, sort_keys=True, default=str)}")
+check(f"athena workgroup {wgname}: results in s3://{results}/results/, SSE_KMS with the stack's key",
+      rc.get("OutputLocation") == f"s3://{results}/results/"
+      and enc.get("EncryptionOption") == "SSE_KMS" and enc.get("KmsKey") == out["DataKeyArn"])
+check(f"athena workgroup {wgname}: configuration enforced over the clients' "
+      f"(EnforceWorkGroupConfiguration {wc.get('EnforceWorkGroupConfiguration')})",
+      wc.get("EnforceWorkGroupConfiguration") is True)
 # --- lifecycle rules: moto ignores them in a template; apply them through the
 # S3 API from the template's own rules, then read them back ----------------
 
@@ -278,7 +400,7 @@ def s3_rules(cfn_rules):
     return rules
 
 
-for logical, name in (("ProcessedBucket", processed), ("RawBucket", raw)):
+for logical, name in (("ProcessedBucket", processed), ("RawBucket", raw), ("AthenaResultsBucket", results)):
     want = s3_rules(tpl["Resources"][logical]["Properties"]["LifecycleConfiguration"]["Rules"])
     s3a.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": want})
     got = s3a.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
@@ -317,6 +439,56 @@ sts = client("sts", admin)
 iam = client("iam", admin)
 
 
+def role_policies(name):
+    """The inline policies of a role as IAM returns them: {name: document}."""
+    docs = {}
+    for pname in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
+        if isinstance(doc, str):
+            try:
+                doc = json.loads(doc)
+            except ValueError:
+                doc = ast.literal_eval(doc)  # moto returns the dict's repr
+        docs[pname] = doc
+    return docs
+
+
+def statements(doc):
+    """A policy's statements by Sid, each reduced to what it grants: effect,
+    actions, resources and condition values as sorted lists."""
+    def as_list(v):
+        return sorted(v) if isinstance(v, list) else [v]
+
+    out = {}
+    for st in doc["Statement"]:
+        cond = {op: {k: as_list(v) for k, v in kv.items()} for op, kv in st.get("Condition", {}).items()}
+        out[st.get("Sid", "")] = {"Effect": st["Effect"], "Action": as_list(st["Action"]),
+                                  "Resource": as_list(st["Resource"]), "Condition": cond}
+    return out
+
+
+def matches_policy_file(arn, path):
+    """Checks that the role's inline policies, as IAM has them, grant what
+    deploy/aws/policies/FILE grants, with the file's example names (bucket
+    imgsink-processed and imgsink-raw, the example KMS key and region, the
+    default prefixes) made the stack's."""
+    name = arn.rsplit("/", 1)[1]
+    text = open(path).read()
+    text = text.replace("arn:aws:s3:::imgsink-processed", f"arn:aws:s3:::{processed}")
+    text = text.replace("arn:aws:s3:::imgsink-raw", f"arn:aws:s3:::{raw}")
+    text = re.sub(r"arn:aws:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]+", out["DataKeyArn"], text)
+    text = re.sub(r"s3\.[a-z0-9-]+\.amazonaws\.com", f"s3.{REGION}.amazonaws.com", text)
+    want = statements(json.loads(text))
+    got = {}
+    for doc in role_policies(name).values():
+        got.update(statements(doc))
+    diff = [f"{sid}: role {json.dumps(got.get(sid))}, file {json.dumps(want.get(sid))}"
+            for sid in sorted(set(want) | set(got)) if want.get(sid) != got.get(sid)]
+    rel = os.path.relpath(path, root)
+    check(f"{name}: its policy grants what {rel} grants ({len(want)} statements: {', '.join(sorted(want))})"
+          + ("" if not diff else "; differs: " + " | ".join(diff)), not diff)
+
+
 def web_identity(arn, sa):
     name = arn.rsplit("/", 1)[1]
     trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
@@ -336,13 +508,7 @@ def web_identity(arn, sa):
     # moto keeps the inline policies a template gives a role in a form its
     # own IAM enforcement cannot read (KeyError 'policy_document'): put the
     # same documents again through the IAM API.
-    for pname in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-        doc = iam.get_role_policy(RoleName=name, PolicyName=pname)["PolicyDocument"]
-        if isinstance(doc, str):
-            try:
-                doc = json.loads(doc)
-            except ValueError:
-                doc = ast.literal_eval(doc)  # moto returns the dict's repr
+    for pname, doc in role_policies(name).items():
         doc = json.dumps(doc)
         print(f"# {name} policy {pname}: {doc}")
         iam.put_role_policy(RoleName=name, PolicyName=pname, PolicyDocument=doc)
@@ -394,6 +560,10 @@ refused = {
 for what, (fn, kw) in refused.items():
     code = code_of(fn, **kw)
     check(f"worker role refused: {what} ({code})", code == "AccessDenied")
+code = code_of(client("glue", worker).get_table, DatabaseName=dbname, Name=tin["Name"])
+# moto's Glue names its refusal by the HTTP status alone.
+check(f"worker role refused: the analytics catalog (glue get-table: {code})",
+      code in ("AccessDenied", "AccessDeniedException", "403"))
 code = code_of(s3w.get_object, Bucket=raw, Key="uploads/acme/a.jpg")
 check(f"worker role reads a claim-check upload under uploads/ ({code})", code == "OK")
 code = code_of(s3w.get_bucket_lifecycle_configuration, Bucket=processed)
@@ -413,6 +583,70 @@ code = code_of(s3p.put_object, Bucket=raw, Key="uploads/acme/b.jpg", Body=b"b", 
 check(f"API role stores an upload ({code})", code == "OK")
 code = code_of(s3p.put_object, Bucket=processed, Key=f"{prefix}acme/x.jpg", Body=b"x")
 check(f"API role refused: PUT into the processed bucket ({code})", code == "AccessDenied")
+
+# --- the analytics sink's and the rollup's roles -----------------------------
+# Their policies are those of deploy/aws/policies (analytics.json,
+# analytics-rollup.json), which parliament lints and t75 reads; then what
+# each may do, as itself, against the processed bucket.
+ap = params["AnalyticsPrefix"]
+check(f"the stack's AnalyticsPrefix is the policy files' analytics/ ({ap})", ap == "analytics/")
+for output, sa_param, fname in (("AnalyticsRoleArn", "AnalyticsServiceAccount", "analytics.json"),
+                                ("AnalyticsRollupRoleArn", "AnalyticsRollupServiceAccount", "analytics-rollup.json")):
+    check(f"output {output}: {out.get(output)}", output in out and ":role/" in out[output])
+    if output in out:
+        matches_policy_file(out[output], os.path.join(root, "deploy/aws/policies", fname))
+
+
+def as_role(output, sa):
+    r = web_identity(out[output], params[sa])
+    return client("s3", {"aws_access_key_id": r["AccessKeyId"], "aws_secret_access_key": r["SecretAccessKey"],
+                         "aws_session_token": r["SessionToken"]})
+
+
+day = "2026-11-30"
+# The sink's keys are .../dt=DAY/hour=HH/{topic}+{partition}+{offset}.avro;
+# moto 5.1 answers SignatureDoesNotMatch to a key with '=' when IAM is
+# enforced, so these keys leave out the "dt=" and "hour=" (the prefixes the
+# policies name, events/, events_hourly/ and events_daily/, are the real ones).
+hourly = f"{ap}events/{day}/07/images.events-0-100.avro"
+daily = f"{ap}events_daily/{day}/{day}.avro"
+if "AnalyticsRoleArn" in out:
+    s3s = as_role("AnalyticsRoleArn", "AnalyticsServiceAccount")
+    for k, tag in ((hourly, "retention=7d&source=analytics"),
+                   (f"{ap}events_hourly/{day}/07/images.events-0-100.avro", "retention=keep&source=analytics-aggregate")):
+        code = code_of(s3s.put_object, Bucket=processed, Key=k, Body=b"Obj\x01", Tagging=tag,
+                       ServerSideEncryption="aws:kms")
+        check(f"analytics role writes a tagged file {k} ({code})", code == "OK")
+    for what, (fn, kw) in {
+        "PUT outside analytics.prefix": (s3s.put_object, dict(Bucket=processed, Key=f"{prefix}acme/x.avro", Body=b"x")),
+        "PUT into the raw bucket": (s3s.put_object, dict(Bucket=raw, Key="uploads/acme/x.jpg", Body=b"x")),
+        "GET its own file (write-only)": (s3s.get_object, dict(Bucket=processed, Key=hourly)),
+        "DELETE its own file": (s3s.delete_object, dict(Bucket=processed, Key=hourly)),
+    }.items():
+        code = code_of(fn, **kw)
+        check(f"analytics role refused: {what} ({code})", code == "AccessDenied")
+if "AnalyticsRollupRoleArn" in out:
+    s3r = as_role("AnalyticsRollupRoleArn", "AnalyticsRollupServiceAccount")
+    for what, (fn, kw) in {
+        "GET an hourly events file": (s3r.get_object, dict(Bucket=processed, Key=hourly)),
+        "PUT the daily file with its tags": (s3r.put_object, dict(Bucket=processed, Key=daily, Body=b"Obj\x01",
+                                                                  Tagging="retention=7d&source=analytics",
+                                                                  ServerSideEncryption="aws:kms")),
+        "GET the daily file": (s3r.get_object, dict(Bucket=processed, Key=daily)),
+        "DELETE a merged hourly file": (s3r.delete_object, dict(Bucket=processed, Key=hourly)),
+    }.items():
+        code = code_of(fn, **kw)
+        check(f"rollup role: {what} ({code})", code == "OK")
+    for what, (fn, kw) in {
+        "PUT under events/ (the sink's)": (s3r.put_object, dict(Bucket=processed, Key=hourly, Body=b"x")),
+        "DELETE the daily file": (s3r.delete_object, dict(Bucket=processed, Key=daily)),
+        "GET an image's output": (s3r.get_object, dict(Bucket=processed, Key=key)),
+        "GET a kept aggregate (events_hourly/)": (s3r.get_object, dict(
+            Bucket=processed, Key=f"{ap}events_hourly/{day}/07/images.events-0-100.avro")),
+        "PUT into the raw bucket": (s3r.put_object, dict(Bucket=raw, Key="uploads/acme/x.jpg", Body=b"x")),
+    }.items():
+        code = code_of(fn, **kw)
+        check(f"rollup role refused: {what} ({code})", code == "AccessDenied")
 
 with open(f"{outdir}/worker.env", "w") as f:
     f.write(f"PROCESSED={processed}\nRAW={raw}\nPREFIX={prefix}\n")

@@ -8,6 +8,11 @@
   produced       every record of the topic, read with kcat: partition offset
                  timestamp_ms key
   versions.json  `mc ls --recursive --versions --json` of the output prefix
+  overlaps       (optional) "FIRST SECOND" per removal of two workers, the
+                 second SIGTERMed while the first drained: checked that the
+                 second's "stopping" line came before the first's "committing
+                 stored offsets" line, with records in flight at the first's
+                 stop; at least one such overlap is required
 
 usage: scale_check.py DIR TOPIC PARTITIONS RENDITIONS
 
@@ -57,6 +62,7 @@ def our_parts(names):
 writes = []  # (time, worker, partition, offset)
 own = collections.defaultdict(list)  # worker -> [(time, kind, {partitions})]
 started, stopping, last_line = {}, {}, {}
+stop_inflight, leaving = {}, {}  # "stopping" line's in-flight count; "committing stored offsets" line
 n_lost = 0
 for path in sorted(glob.glob(os.path.join(d, "w*.log"))):
     w = os.path.basename(path)[:-4]
@@ -81,6 +87,9 @@ for path in sorted(glob.glob(os.path.join(d, "w*.log"))):
             started.setdefault(w, t)
         elif msg.startswith("stopping: finishing"):
             stopping.setdefault(w, t)
+            stop_inflight.setdefault(w, o.get("inflight", 0))
+        elif msg.startswith("committing stored offsets and leaving"):
+            leaving.setdefault(w, t)
 writes.sort()
 
 produced = {}  # (partition, offset) -> (timestamp_ms, key)
@@ -231,21 +240,27 @@ for i, (label, workers, b, e, lag) in enumerate(steps):
             te = started.get(w)
             if te is None:
                 continue
+            # Partitions assigned to the joiner in this step and still its
+            # own when it wrote them: one it lost again before writing (a
+            # later rebalance moved it on) is not this join's stall.
             moved = set()
             for t, kind, ps in own.get(w, ()):
                 if kind == "assign" and te <= t <= nxt:
                     moved |= ps
-            by = lambda x: x == w  # noqa: E731
+            held = {p: [iv for iv in intervals.get(p, ()) if iv[2] == w and te <= iv[0] <= nxt]
+                    for p in moved}
+            by = lambda x, t=None, p=None: x == w and any(  # noqa: E731
+                s <= t <= e for s, e, _, _ in held.get(p, ()))
         else:
             te = stopping.get(w)
             if te is None:
                 continue
             moved = {p for p, ws in holders(te).items() if w in ws}
-            by = lambda x: x != w  # noqa: E731
+            by = lambda x, t=None, p=None: x != w  # noqa: E731
         for p in moved:
             if not pending(p, te):
                 continue
-            nextw = [t for t, x in by_part[p] if t > te and by(x)]
+            nextw = [t for t, x in by_part[p] if t > te and by(x, t, p)]
             if nextw:
                 stalls.append(nextw[0] - te)
                 worst.append((nextw[0] - te, label, sign + w, p, te))
@@ -271,4 +286,27 @@ for st, label, ev, p, te in sorted(worst, reverse=True)[:3]:
 print("# assignments lost: %d" % n_lost)
 tap(not starved, "every partition with records waiting was written in every step (%d steps)"
     % len(steps), starved)
+
+# --- removals overlapping a drain in progress ----------------------------------
+opath = os.path.join(d, "overlaps")
+pairs = [line.split() for line in open(opath) if len(line.split()) == 2] if os.path.exists(opath) else []
+if pairs:
+    good, lines = 0, []
+    for a, b in pairs:
+        sa, sb, la = stopping.get(a), stopping.get(b), leaving.get(a)
+        n_in = stop_inflight.get(a, 0)
+        if sa is None or sb is None or la is None:
+            lines.append("%s then %s: a stopping or leaving line is missing" % (a, b))
+            continue
+        after = sum(1 for t, w, _, _ in writes if w == a and sb < t <= la)
+        inside = n_in > 0 and sa <= sb < la
+        good += inside
+        lines.append("%s stopped with %d in flight, drained %.3fs; %s stopped %.3fs after %s, %s; "
+                     "%s wrote %d records after %s's stop"
+                     % (a, n_in, (la - sa) / 1000.0, b, (sb - sa) / 1000.0, a,
+                        "inside its drain" if inside else "NOT inside its drain", a, after, b))
+    for line in lines:
+        print("# overlap: " + line)
+    tap(good >= 1, "a SIGTERM removal overlapped a drain in progress: %d of %d two-worker removals"
+        % (good, len(pairs)))
 sys.exit(failed)

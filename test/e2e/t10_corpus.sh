@@ -12,7 +12,7 @@ check "corpus has at least 19 photographs ($n_files)" [ "$n_files" -ge 19 ]
 
 topic=$(unique_name corpus)
 group=$(unique_name g-corpus)
-prefix=$(unique_name t10)
+prefix=$(out_prefix t10)
 uploaded=1767225600000 # 2026-01-01T00:00:00Z
 bash "$ROOT/test/stack/topic.sh" "$topic" 6 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null

@@ -7,7 +7,7 @@
 topic=$(unique_name poison)
 dlq="$topic.dlq"
 group=$(unique_name g-poison)
-prefix=$(unique_name t20)
+prefix=$(out_prefix t20)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
@@ -119,7 +119,7 @@ PY
 topic2=$(unique_name poison-big)
 dlq2="$topic2.dlq"
 group2=$(unique_name g-poison-big)
-prefix2=$(unique_name t20big)
+prefix2=$(out_prefix t20big)
 bash "$ROOT/test/stack/topic.sh" "$topic2" 1 >/dev/null
 "$KAFKA_CLASS" topics --bootstrap-server "$KAFKA_BOOTSTRAP" --create --topic "$dlq2" \
     --partitions 1 --replication-factor 1 --config max.message.bytes=3145728 >/dev/null ||

@@ -12,19 +12,19 @@
 topic=$(unique_name claim)
 dlq="$topic.dlq"
 group=$(unique_name g-claim)
-prefix=$(unique_name t22)
+prefix=$(out_prefix t22)
 lower() { tr 'A-Z' 'a-z'; }
-raw=$(unique_name raw | lower)
+# The claim checks live where the worker's identity may read them: the
+# stack's raw bucket (versioned) under uploads/, each part of the test in a
+# prefix of its own; another bucket is only ever refused, never read.
+raw=$S3_RAW_BUCKET rp=$(raw_prefix t22)
+ver=$S3_RAW_BUCKET vp=$(raw_prefix t22v)
 other=$(unique_name other | lower)
-ver=$(unique_name ver | lower)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
-# --- the store: a raw bucket, another bucket, a versioned bucket --------------
-for b in "$raw" "$other" "$ver"; do
-    mc mb "$MC_ALIAS/$b" >/dev/null || notok "mc mb $b"
-done
-mc version enable "$MC_ALIAS/$ver" >/dev/null || notok "mc version enable $ver"
+# --- the store: the raw bucket, another bucket ------------------------------------
+mc mb "$MC_ALIAS/$other" >/dev/null || notok "mc mb $other"
 img() { # img FILE W H SIGMA: a small real JPEG made by libvips' own tool
     vips gaussnoise "$1.v" "$2" "$3" --sigma "$4" && vips copy "$1.v" "$1[Q=90]" && rm -f "$1.v"
 }
@@ -33,18 +33,18 @@ img "$TMP/b.jpg" 320 200 30 || notok "vips b.jpg"
 size() { stat -c %s "$1"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 sa=$(size "$TMP/a.jpg") ha=$(sha "$TMP/a.jpg") sb=$(size "$TMP/b.jpg") hb=$(sha "$TMP/b.jpg")
-mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/uploads/acme/a.jpg" >/dev/null || notok "mc cp a"
-mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/uploads/globex/secret.jpg" >/dev/null || notok "mc cp secret"
-mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/uploads/acme-corp/a.jpg" >/dev/null || notok "mc cp acme-corp"
+mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/$rp/acme/a.jpg" >/dev/null || notok "mc cp a"
+mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/$rp/globex/secret.jpg" >/dev/null || notok "mc cp secret"
+mc cp "$TMP/a.jpg" "$MC_ALIAS/$raw/$rp/acme-corp/a.jpg" >/dev/null || notok "mc cp acme-corp"
 mc cp "$TMP/a.jpg" "$MC_ALIAS/$other/uploads/acme/a.jpg" >/dev/null || notok "mc cp other"
 # Two versions of one key: a.jpg first, then b.jpg is the current one.
-mc cp "$TMP/a.jpg" "$MC_ALIAS/$ver/uploads/acme/v.jpg" >/dev/null || notok "mc cp v1"
-mc cp "$TMP/b.jpg" "$MC_ALIAS/$ver/uploads/acme/v.jpg" >/dev/null || notok "mc cp v2"
-v1=$(mc ls --versions --json "$MC_ALIAS/$ver/uploads/acme/v.jpg" | python3 -c '
+mc cp "$TMP/a.jpg" "$MC_ALIAS/$ver/$vp/acme/v.jpg" >/dev/null || notok "mc cp v1"
+mc cp "$TMP/b.jpg" "$MC_ALIAS/$ver/$vp/acme/v.jpg" >/dev/null || notok "mc cp v2"
+v1=$(mc ls --versions --json "$MC_ALIAS/$ver/$vp/acme/v.jpg" | python3 -c '
 import json, sys
 vs = [json.loads(l) for l in sys.stdin if l.strip()]
 print(min(vs, key=lambda v: v["lastModified"])["versionId"] if len(vs) == 2 else "")')
-note "versioned bucket $ver: first version of uploads/acme/v.jpg is $v1"
+note "versioned bucket $ver: first version of $vp/acme/v.jpg is $v1"
 check "mc lists two versions, the first is $v1" test -n "$v1"
 
 # --- the records -----------------------------------------------------------------
@@ -58,27 +58,27 @@ ref() { # ref ID ARGS...: one claim-check record, produced with kcat
         notok "kcat produce $id"
     n=$((n + 1))
 }
-ref good --bucket "$raw" --key uploads/acme/a.jpg --size "$sa" --sha256 "$ha"
-ref good-nosha --bucket "$raw" --key uploads/acme/a.jpg --size "$sa"
-ref old-version --bucket "$ver" --key uploads/acme/v.jpg --size "$sa" --sha256 "$ha" \
+ref good --bucket "$raw" --key "$rp"/acme/a.jpg --size "$sa" --sha256 "$ha"
+ref good-nosha --bucket "$raw" --key "$rp"/acme/a.jpg --size "$sa"
+ref old-version --bucket "$ver" --key "$vp"/acme/v.jpg --size "$sa" --sha256 "$ha" \
     --version-id "$v1"
-ref current --bucket "$ver" --key uploads/acme/v.jpg --size "$sb" --sha256 "$hb"
-ref other-tenant --bucket "$raw" --key uploads/globex/secret.jpg --size "$sa"
-ref tenant-prefix --bucket "$raw" --key uploads/acme-corp/a.jpg --size "$sa"
+ref current --bucket "$ver" --key "$vp"/acme/v.jpg --size "$sb" --sha256 "$hb"
+ref other-tenant --bucket "$raw" --key "$rp"/globex/secret.jpg --size "$sa"
+ref tenant-prefix --bucket "$raw" --key "$rp"/acme-corp/a.jpg --size "$sa"
 ref other-bucket --bucket "$other" --key uploads/acme/a.jpg --size "$sa"
 ref processed-bucket --bucket "$S3_BUCKET" --key uploads/acme/a.jpg --size "$sa"
-ref dotdot --bucket "$raw" --key uploads/acme/../globex/secret.jpg --size "$sa"
-ref encoded --bucket "$raw" --key uploads/acme/%2E%2E/globex/secret.jpg --size "$sa"
-ref slashes --bucket "$raw" --key uploads/acme//a.jpg --size "$sa"
-ref wrong-size --bucket "$raw" --key uploads/acme/a.jpg --size $((sa + 1)) --sha256 "$ha"
-ref wrong-sha --bucket "$raw" --key uploads/acme/a.jpg --size "$sa" --sha256 "$hb"
-ref bogus-version --bucket "$ver" --key uploads/acme/v.jpg --size "$sa" \
+ref dotdot --bucket "$raw" --key "$rp"/acme/../globex/secret.jpg --size "$sa"
+ref encoded --bucket "$raw" --key "$rp"/acme/%2E%2E/globex/secret.jpg --size "$sa"
+ref slashes --bucket "$raw" --key "$rp"/acme//a.jpg --size "$sa"
+ref wrong-size --bucket "$raw" --key "$rp"/acme/a.jpg --size $((sa + 1)) --sha256 "$ha"
+ref wrong-sha --bucket "$raw" --key "$rp"/acme/a.jpg --size "$sa" --sha256 "$hb"
+ref bogus-version --bucket "$ver" --key "$vp"/acme/v.jpg --size "$sa" \
     --version-id 0b5dd1f2-3c4e-4f60-8a7b-9c0d1e2f3a4b
-ref malformed-version --bucket "$ver" --key uploads/acme/v.jpg --size "$sa" --version-id bogus
+ref malformed-version --bucket "$ver" --key "$vp"/acme/v.jpg --size "$sa" --version-id bogus
 note "produced $n claim-check records"
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
-    "claimcheck.allowed=$raw/uploads/{tenant}/,$ver/uploads/{tenant}/"
+    "claimcheck.allowed=$raw/$rp/{tenant}/,$ver/$vp/{tenant}/"
 start_worker w1 "$TMP/w.conf" >/dev/null
 check "lag 0: committed offset = end offset ($n)" \
     wait_for 120 committed_equals_end "$group" "$topic" 1
@@ -149,11 +149,11 @@ check "default config: the good ref is in the DLQ as claim-check, claimcheck.all
 check "default config: nothing written under $prefix-off" test "$(count_objects "$prefix-off" metadata.json)" -eq 0
 
 # --- a bad claimcheck.allowed stops start-up, naming key, value and why -------------
-IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
-    "$IMGSINK" run -c "$TMP/w.conf" -X "claimcheck.allowed=$raw/uploads/{tenant}" >"$TMP/bad.log" 2>&1
+as_worker "$IMGSINK" run -c "$TMP/w.conf" -X "claimcheck.allowed=$raw/$rp/{tenant}" >"$TMP/bad.log" 2>&1
 rc=$?
 check "claimcheck.allowed without '/' after {tenant}: exit non-zero (got $rc), names it" \
-    bash -c "[ $rc -ne 0 ] && grep -qF 'claimcheck.allowed=$raw/uploads/{tenant}: ' '$TMP/bad.log' && grep -qF 'whole segment' '$TMP/bad.log'"
+    bash -c "[ $rc -ne 0 ] && grep -qF 'claimcheck.allowed=$raw/$rp/{tenant}: ' '$TMP/bad.log' && grep -qF 'whole segment' '$TMP/bad.log'"
 
-for b in "$raw" "$other" "$ver"; do mc rb --force "$MC_ALIAS/$b" >/dev/null 2>&1; done
+mc rb --force "$MC_ALIAS/$other" >/dev/null 2>&1
+mc rm --recursive --versions --force "$MC_ALIAS/$raw/$rp/" "$MC_ALIAS/$ver/$vp/" >/dev/null 2>&1
 exit 0

@@ -7,7 +7,7 @@
 CORPUS=$(bash "$ROOT/test/corpus.sh" | tail -1 | sed "s/^[0-9]* images in //")
 topic=$(unique_name kill)
 group=$(unique_name g-kill)
-prefix=$(unique_name t30)
+prefix=$(out_prefix t30)
 uploaded=1767225600000
 bash "$ROOT/test/stack/topic.sh" "$topic" 6 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null

@@ -63,7 +63,7 @@ wait_exit() {
 part() {
     topic=$(unique_name "wd-$1")
     group=$(unique_name "g-wd-$1")
-    prefix=$(unique_name "t36$1")
+    prefix=$(out_prefix "t36$1")
     bash "$ROOT/test/stack/topic.sh" "$topic" "$2" >/dev/null
     bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
 }

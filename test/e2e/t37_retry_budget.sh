@@ -18,7 +18,7 @@ trap 'bash "$ROOT/test/stack/stop.sh" toxiproxy >/dev/null 2>&1; e2e_cleanup' EX
 toxi() { "$TOXIPROXY_CLI" -h "$toxi_url" "$@" >/dev/null; }
 topic=$(unique_name budget)
 group=$(unique_name g-budget)
-prefix=$(unique_name t37)
+prefix=$(out_prefix t37)
 bash "$ROOT/test/stack/topic.sh" "$topic" 4 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
 mkdir -p "$TMP/img"

@@ -53,7 +53,7 @@ at_least() { [ "$(n_written "$1")" -ge "$2" ]; }
 # ---------------------------------------------------------------- one worker
 topic=$(unique_name fair)
 group=$(unique_name g-fair)
-prefix=$(unique_name t38)
+prefix=$(out_prefix t38)
 bash "$ROOT/test/stack/topic.sh" "$topic" $PARTS >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
 n=$(backlog "$topic")
@@ -146,7 +146,7 @@ check "each record fetched from Kafka once: no pause/refetch cycle ($f fetched, 
 # --------------------------------------------------------------- two workers
 topic=$(unique_name fair2)
 group=$(unique_name g-fair2)
-prefix=$(unique_name t38b)
+prefix=$(out_prefix t38b)
 bash "$ROOT/test/stack/topic.sh" "$topic" $PARTS >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
 n=$(backlog "$topic")

@@ -34,7 +34,7 @@ RENDITIONS="medium=320x240/jpeg/82,thumb=128x128/jpeg/80"
 
 topic=$(unique_name scale)
 group=$(unique_name g-scale)
-prefix=$(unique_name t39)
+prefix=$(out_prefix t39)
 vbucket=$(unique_name t39-ver | tr '[:upper:]' '[:lower:]')
 
 now_ms() { date +%s%3N; }
@@ -46,6 +46,8 @@ if ! mc mb "$MC_ALIAS/$vbucket" >/dev/null ||
     notok "create bucket $vbucket with versioning and the lifecycle rules"
     exit 1
 fi
+# The workers' identity: the worker's policy, for this bucket.
+read -r VAK VSK < <(worker_identity "$vbucket") || { notok "worker identity for $vbucket"; exit 1; }
 if ! bash "$ROOT/test/stack/topic.sh" "$topic" $PARTS >/dev/null ||
     ! bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null; then
     notok "create topics $topic ($PARTS partitions) and $topic.dlq"
@@ -130,7 +132,7 @@ inflight_at_least() {
 declare -A PID RC
 live=()
 add_worker() {
-    start_worker "$1" "$TMP/w.conf" >/dev/null # not in $(...): wait needs it a child of this shell
+    start_worker "$1" "$TMP/w.conf" "$VAK" "$VSK" >/dev/null # not in $(...): wait needs it a child of this shell
     PID[$1]=${WORKER_PIDS[-1]}
     live+=("$1")
     wait_until 60 has_line "$1" '"msg":"imgsink .* started"' ||

@@ -10,7 +10,7 @@
 topic=$(unique_name replay)
 dlq="$topic.dlq"
 group=$(unique_name g-replay)
-prefix=$(unique_name t40)
+prefix=$(out_prefix t40)
 bash "$ROOT/test/stack/topic.sh" "$topic" 3 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 

@@ -8,7 +8,7 @@
 topic=$(unique_name status)
 dlq="$topic.dlq"
 group=$(unique_name g-status)
-prefix=$(unique_name t41)
+prefix=$(out_prefix t41)
 bash "$ROOT/test/stack/topic.sh" "$topic" 3 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 

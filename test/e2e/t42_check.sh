@@ -11,16 +11,19 @@ topic=$(unique_name check)
 dlq="$topic.dlq"
 bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
-write_conf "$TMP/c.conf" "$topic" "$dlq" "$(unique_name g-check)" "$(unique_name t42)"
+write_conf "$TMP/c.conf" "$topic" "$dlq" "$(unique_name g-check)" "$(out_prefix t42)"
 
 n=0
 # run_check NAME [ARGS...]: runs the check with credentials from the
-# environment; output in $TMP/NAME.out, exit code in $rc.
+# environment; output in $TMP/NAME.out, exit code in $rc. With the admin
+# identity, as an operator runs it: this test is about the lifecycle rules
+# and buckets check reads (s3:GetLifecycleConfiguration, s3:ListBucket on
+# buckets of its own), which the worker's production policy does not grant.
+# What check says with the worker's identity is t74_least_privilege's.
 run_check() {
     local name=$1
     shift
-    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
-        "$IMGSINK" check -c "$TMP/c.conf" "$@" >"$TMP/$name.out" 2>&1
+    as_operator "$IMGSINK" check -c "$TMP/c.conf" "$@" >"$TMP/$name.out" 2>&1
     rc=$?
     n=$((n + 1))
     sed "s/^/# $name: /" "$TMP/$name.out"

@@ -9,7 +9,7 @@
 topic=$(unique_name metrics)
 dlq="$topic.dlq"
 group=$(unique_name g-metrics)
-prefix=$(unique_name t50)
+prefix=$(out_prefix t50)
 bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
@@ -86,6 +86,17 @@ check "put_duration_seconds: +Inf bucket = count" \
     test "$(value 'imgsink_put_duration_seconds_bucket{le="+Inf"}')" = "$puts_all"
 check "processing_duration_seconds_count = written + dlq ($n)" \
     test "$(value imgsink_processing_duration_seconds_count)" = "$n"
+# Where each written record's time went: one observation per record written
+# in every stage; the pipeline and PUT stages are parts of the job's time.
+for st in queue decode resize_encode put; do
+    check "stage_duration_seconds{stage=$st}: count = written ($n_good), +Inf bucket = count" \
+        test "$(value "imgsink_stage_duration_seconds_count{stage=\"$st\"}") $(value "imgsink_stage_duration_seconds_bucket{stage=\"$st\",le=\"+Inf\"}")" = "$n_good $n_good"
+done
+stage_sum() { value "imgsink_stage_duration_seconds_sum{stage=\"$1\"}"; }
+check "stage sums: decode, resize_encode and put > 0; together <= processing_duration_seconds_sum" \
+    awk -v d="$(stage_sum decode)" -v e="$(stage_sum resize_encode)" -v p="$(stage_sum put)" \
+    -v all="$(value imgsink_processing_duration_seconds_sum)" \
+    'BEGIN { exit !(d > 0 && e > 0 && p > 0 && d + e + p <= all) }'
 check "retries_total = 0 on a healthy stack" \
     test "$(awk '/^imgsink_retries_total\{/ { s += $2 } END { print s }' "$TMP/metrics.txt")" = 0
 check "assigned_partitions 2, rebalances assigned >= 1, brokers up >= 1" \

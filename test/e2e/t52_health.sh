@@ -21,7 +21,7 @@
 topic=$(unique_name health)
 dlq="$topic.dlq"
 group=$(unique_name g-health)
-prefix=$(unique_name t52)
+prefix=$(out_prefix t52)
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
@@ -52,7 +52,7 @@ check "imgsink_assigned_partitions 2, imgsink_ready 1" \
     test "$(metric imgsink_assigned_partitions) $(metric imgsink_ready)" = "2 1"
 
 # --- http.listen in use -----------------------------------------------------------
-IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY timeout 30 \
+IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY timeout 30 \
     "$IMGSINK" run -c "$TMP/w.conf" -X "http.listen=$addr" >"$TMP/inuse.log" 2>&1
 rc=$?
 note "$(grep -o '"msg":"[^"]*in use[^"]*"' "$TMP/inuse.log" | head -1)"

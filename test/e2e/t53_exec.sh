@@ -12,7 +12,7 @@
 topic=$(unique_name exec)
 dlq="$topic.dlq"
 group=$(unique_name g-exec)
-prefix=$(unique_name t53)
+prefix=$(out_prefix t53)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
@@ -27,7 +27,7 @@ note "produced $n good records"
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
     "processors=x@source" "processor.x.type=exec" \
-    "processor.x.command=echo \"\$(env | grep -c IMGSINK_) IMGSINK vars, key \${IMGSINK_S3_SECRET_KEY:-unset}, upload as $S3_SECRET_KEY, aws_secret_access_key=t53-aws-secret-value\" >&2; exit 3"
+    "processor.x.command=echo \"\$(env | grep -c IMGSINK_) IMGSINK vars, key \${IMGSINK_S3_SECRET_KEY:-unset}, upload as $S3_WORKER_SECRET_KEY, aws_secret_access_key=t53-aws-secret-value\" >&2; exit 3"
 start_worker w1 "$TMP/w.conf" >/dev/null
 check "lag 0: committed offset = end offset ($n) after the program failed on every record" \
     wait_for 120 committed_equals_end "$group" "$topic" 1
@@ -36,7 +36,7 @@ none_written() { [ "$(count_objects "$prefix" metadata.json)" = 0 ]; }
 check "nothing written to the store" none_written
 
 dlq_dump "$dlq" >"$TMP/dlq.json"
-python3 - "$TMP/dlq.json" "$n" "$S3_SECRET_KEY" <<'PY'
+python3 - "$TMP/dlq.json" "$n" "$S3_WORKER_SECRET_KEY" <<'PY'
 import json, sys
 path, n, secret = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 recs = [json.loads(l) for l in open(path, errors="replace") if l.strip()]

@@ -13,7 +13,7 @@
 topic=$(unique_name startup)
 dlq="$topic.dlq"
 group=$(unique_name g-startup)
-prefix=$(unique_name t53)
+prefix=$(out_prefix t53)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix"
@@ -29,7 +29,7 @@ KUBELET_VARS=(
     IMGSINK_PORT_9464_TCP_PORT=9464
     IMGSINK_PORT_9464_TCP_PROTO=tcp
 )
-env "${KUBELET_VARS[@]}" IMGSINK_S3_ACCESS_KEY="$S3_ACCESS_KEY" IMGSINK_S3_SECRET_KEY="$S3_SECRET_KEY" \
+env "${KUBELET_VARS[@]}" IMGSINK_S3_ACCESS_KEY="$S3_WORKER_ACCESS_KEY" IMGSINK_S3_SECRET_KEY="$S3_WORKER_SECRET_KEY" \
     "$IMGSINK" run -c "$TMP/w.conf" >>"$TMP/k8s.log" 2>&1 &
 pid=$!
 WORKER_PIDS+=("$pid")
@@ -56,7 +56,7 @@ check "the worker stops cleanly on SIGTERM (exit $rc)" test "$rc" -eq 0
 # --- a session token the store does not accept -------------------------------------
 TOKEN="session-token-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
 write_conf "$TMP/b.conf" "$topic" "$dlq" "$(unique_name g-startup-b)" "$prefix-b"
-IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY \
     IMGSINK_S3_SESSION_TOKEN=$TOKEN timeout 60 "$IMGSINK" run -c "$TMP/b.conf" >"$TMP/token.log" 2>&1
 rc=$?
 msg=$(grep -o '"msg":"s3 start-up check[^"]*"' "$TMP/token.log" | head -1)

@@ -16,8 +16,8 @@
 topic=$(unique_name api)
 dlq="$topic.dlq"
 group=$(unique_name g-api)
-prefix=$(unique_name t60)
-raw="raw-$prefix/"
+prefix=$(out_prefix t60)
+raw="$(raw_prefix t60)/" # uploads/...: where the API's policy lets it presign PUTs
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
@@ -32,32 +32,16 @@ h() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
     "limits.max.input.bytes=1MiB" "api.keys.file=$TMP/keys" "api.listen=127.0.0.1:0" \
-    "api.raw.prefix=$raw" "api.max.direct.bytes=256KiB"
+    "api.raw.bucket=$S3_RAW_BUCKET" "api.raw.prefix=$raw" "api.max.direct.bytes=256KiB"
 start_worker w1 "$TMP/w.conf" >/dev/null
-# start_api NAME [key=value...]: `imgsink api` with the worker's configuration.
-start_api() {
-    local name=$1
-    shift
-    local xs=()
-    for kv in "$@"; do xs+=(-X "$kv"); done
-    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
-        "$IMGSINK" api -c "$TMP/w.conf" "${xs[@]}" >>"$TMP/$name.log" 2>&1 &
-    WORKER_PIDS+=($!)
-    API_PID=$!
-}
-api_address() {
-    local deadline=$((SECONDS + 60)) addr
-    while [ $SECONDS -lt $deadline ]; do
-        addr=$(grep -m1 '"component":"api".*"address"' "$TMP/$1.log" 2>/dev/null |
-            python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get("address",""))' 2>/dev/null)
-        [ -n "$addr" ] && { echo "$addr"; return 0; }
-        sleep 0.5
-    done
-    return 1
-}
-start_api api1
+# The API's identity, as the stack made it: deploy/minio/policies/api.json
+# (PutObject under raw/uploads/, where api.raw.bucket and api.raw.prefix put
+# the uploads; GetObject under processed/; nothing else).
+API_AK=$S3_API_ACCESS_KEY API_SK=$S3_API_SECRET_KEY
+# start_api and api_address: test/e2e/lib.sh (the same identity).
+start_api api1 "$TMP/w.conf"
 API1_PID=$API_PID
-start_api api2 api.upload.expires.s=2 api.rate.per.second=1 api.rate.burst=3
+start_api api2 "$TMP/w.conf" api.upload.expires.s=2 api.rate.per.second=1 api.rate.burst=3
 A=$(api_address api1) || notok "api1 did not start"
 A2=$(api_address api2) || notok "api2 did not start"
 note "api1 on $A, api2 on $A2"
@@ -79,14 +63,16 @@ check "/readyz 200 (keys loaded)" wait_for 60 test "$(req "$TMP/o" "http://$A/re
 bad_start() { # bad_start WORDS -X key=value...: exit 2 and WORDS on stderr
     local words=$1 rc
     shift
-    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    IMGSINK_S3_ACCESS_KEY=$API_AK IMGSINK_S3_SECRET_KEY=$API_SK \
         timeout 60 "$IMGSINK" api -c "$TMP/w.conf" "$@" >"$TMP/bad.out" 2>&1
     rc=$?
     [ $rc -eq 2 ] && grep -qF -- "$words" "$TMP/bad.out" || { sed 's/^/# /' "$TMP/bad.out"; return 1; }
 }
 check "no api.keys.file: exit 2" bad_start "api.keys.file: required by imgsink api" -X api.keys.file=
 check "api.raw.prefix without '/': exit 2" bad_start "api.raw.prefix=raw: expected a key prefix ending with '/'" -X api.raw.prefix=raw
-check "api.raw.prefix inside s3.prefix: exit 2" bad_start "expected a prefix apart from s3.prefix" -X "api.raw.prefix=$prefix/raw/"
+check "api.raw.prefix inside s3.prefix of the same bucket: exit 2" bad_start "expected a prefix apart from s3.prefix" -X api.raw.bucket= -X "api.raw.prefix=$prefix/raw/"
+check "api.raw.bucket with a path in it: exit 2" bad_start "api.raw.bucket=raw/../imgsink: expected an S3 bucket name" -X "api.raw.bucket=raw/../imgsink"
+check "api.raw.bucket in capitals: exit 2" bad_start "api.raw.bucket=RAW: expected an S3 bucket name" -X "api.raw.bucket=RAW"
 check "api.upload.expires.s over an hour: exit 2" bad_start "api.upload.expires.s" -X api.upload.expires.s=7200
 printf 'acme not-a-hash\n' >"$TMP/badkeys"
 check "a keys file that does not parse: exit 2" bad_start "api.keys.file=$TMP/badkeys: cannot be loaded" -X "api.keys.file=$TMP/badkeys"
@@ -114,7 +100,7 @@ uid=$(jfield "$TMP/up.json" id)
 url=$(jfield "$TMP/up.json" upload.url)
 note "upload id $uid, expires_at $(jfield "$TMP/up.json" expires_at)"
 check "the URL is for the raw prefix, the tenant and the id" \
-    grep -q "/$S3_BUCKET/${raw}acme/[0-9]\{4\}/[0-9][0-9]/[0-9][0-9]/$uid?" <<<"$url"
+    grep -q "/$S3_RAW_BUCKET/${raw}acme/[0-9]\{4\}/[0-9][0-9]/[0-9][0-9]/$uid?" <<<"$url"
 head -c $((sz + 1)) /dev/urandom >"$TMP/big.bin"
 st=$(req "$TMP/put-big.xml" -X PUT -H "Content-Type: image/jpeg" --data-binary @"$TMP/big.bin" "$url")
 check "PUT of a bigger body: refused by MinIO ($st, $(grep -o '<Code>[^<]*' "$TMP/put-big.xml"))" test "$st" = 403
@@ -122,8 +108,8 @@ st=$(req "$TMP/put-ct.xml" -X PUT -H "Content-Type: image/png" --data-binary @"$
 check "PUT with another content type: refused by MinIO ($st, $(grep -o '<Code>[^<]*' "$TMP/put-ct.xml"))" test "$st" = 403
 st=$(req "$TMP/put.xml" -X PUT -H "Content-Type: image/jpeg" --data-binary @"$TMP/a.jpg" "$url")
 check "PUT of the declared image: 200 ($st)" test "$st" = 200
-rawkey=$(sed -n "s|.*/$S3_BUCKET/\([^?]*\)?.*|\1|p" <<<"$url")
-got=$(mc stat --json "$MC_ALIAS/$S3_BUCKET/$rawkey" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["size"], d.get("metadata",{}).get("Content-Type",""))')
+rawkey=$(sed -n "s|.*/$S3_RAW_BUCKET/\([^?]*\)?.*|\1|p" <<<"$url")
+got=$(mc stat --json "$MC_ALIAS/$S3_RAW_BUCKET/$rawkey" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["size"], d.get("metadata",{}).get("Content-Type",""))')
 check "mc stat: the raw object is $sz bytes, image/jpeg ($got)" test "$got" = "$sz image/jpeg"
 
 st=$(req "$TMP/up2.json" "${AUTH[@]}" -X POST "http://$A2/v1/uploads" \
@@ -239,9 +225,15 @@ curl -fsS "http://$A/metrics" >"$TMP/metrics.txt"
 check "metrics: imgsink_api_records_total 2" test "$(metric imgsink_api_records_total)" = 2
 check "metrics on api2: 429s counted" test "$(curl -fsS "http://$A2/metrics" | awk '$1=="imgsink_api_rate_limited_total"{print $2}')" -ge 5
 check "the worker committed both records" wait_for 120 committed_equals_end "$group" "$topic" 1
-# The stack's bucket has the retention rules only (deploy/minio/lifecycle.json).
-IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
-    "$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
-check "imgsink check: FAIL for uploads under $raw without a lifecycle rule" \
-    grep -q "^FAIL .*no enabled rule without a tag filter expires the uploads under api.raw.prefix $raw" "$TMP/check.out"
+# The stack's raw bucket has no lifecycle rules. With the admin identity:
+# check reads the lifecycle rules, which neither the worker's nor the API's
+# policy may.
+as_operator "$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
+check "imgsink check: FAIL for uploads in api.raw.bucket $S3_RAW_BUCKET without a lifecycle rule" \
+    grep -q "^FAIL .*api.raw.bucket $S3_RAW_BUCKET has no lifecycle configuration: uploads under $raw" "$TMP/check.out"
+# With api.raw.bucket empty, the uploads share s3.bucket, which has the
+# retention rules only (deploy/minio/lifecycle.json).
+as_operator "$IMGSINK" check -c "$TMP/w.conf" -X api.raw.bucket= -X "api.raw.prefix=raw-$RANDOM/" >"$TMP/check2.out" 2>&1
+check "imgsink check: FAIL for uploads under s3.bucket's raw prefix without a lifecycle rule" \
+    grep -q "^FAIL .*no enabled rule without a tag filter expires the uploads under api.raw.prefix raw-" "$TMP/check2.out"
 exit $((N_FAIL > 0))

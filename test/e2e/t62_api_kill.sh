@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # A worker killed (SIGKILL) during a burst of API uploads: every upload ends
 # processed or failed, none is lost. A MinIO of the test's own publishes the
-# uploads to Kafka (test/stack/minio-notify.sh); curl uploads through
+# uploads to Kafka (test/stack/minio-notify.sh: uploads in the raw bucket
+# under uploads/, outputs in imgsink under processed/); curl uploads through
 # presigned PUTs and direct posts; two workers share the group, one is killed
-# while the burst is processed and a new one takes its place.
+# while the burst is processed and a new one takes its place. The workers and
+# the API run as the users of deploy/minio/policies (worker.json, api.json),
+# mc as that MinIO's admin.
 . "$(dirname "$0")/lib.sh"
 
 topic=$(unique_name apikill)
@@ -21,11 +24,14 @@ KEY="acme-$RANDOM$RANDOM-secret"
 echo "acme $(printf %s "$KEY" | sha256sum | cut -d' ' -f1)" >"$TMP/keys"
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "out" \
     "s3.endpoint=$N_ENDPOINT" "s3.bucket=$N_BUCKET" "s3.prefix=processed/" \
-    "api.raw.prefix=raw/" "claimcheck.allowed=$N_BUCKET/raw/{tenant}/" \
+    "api.raw.bucket=$N_RAW_BUCKET" "api.raw.prefix=$N_RAW_PREFIX" \
+    "claimcheck.allowed=$N_RAW_BUCKET/$N_RAW_PREFIX{tenant}/" \
     "api.keys.file=$TMP/keys" "api.listen=127.0.0.1:0" "api.rate.per.second=1000" \
     "api.rate.burst=1000" "worker.threads=2"
-export S3_ACCESS_KEY=$N_ACCESS_KEY S3_SECRET_KEY=$N_SECRET_KEY
-IMGSINK_S3_ACCESS_KEY=$N_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$N_SECRET_KEY \
+# The workers and the API with their own users on the notification MinIO,
+# never its admin.
+WK=("$N_WORKER_ACCESS_KEY" "$N_WORKER_SECRET_KEY")
+IMGSINK_S3_ACCESS_KEY=$N_API_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$N_API_SECRET_KEY \
     "$IMGSINK" api -c "$TMP/w.conf" >>"$TMP/api.log" 2>&1 &
 WORKER_PIDS+=($!)
 A=""
@@ -66,8 +72,10 @@ for i in $(seq 1 24); do
     [ -n "$id" ] && echo "$id" >>"$TMP/ids" || notok "upload $i gave no id"
 done
 check "24 uploads accepted" test "$(grep -c . "$TMP/ids")" = 24
-w1=$(start_worker w1 "$TMP/w.conf")
-start_worker w2 "$TMP/w.conf" >/dev/null
+nraw=$($N_MC ls -r --json "$N_ALIAS/$N_RAW_BUCKET/${N_RAW_PREFIX}acme/" 2>/dev/null | grep -c '"type":"file"')
+check "mc: the 16 presigned uploads are in $N_RAW_BUCKET/${N_RAW_PREFIX}acme/ ($nraw)" test "$nraw" = 16
+w1=$(start_worker w1 "$TMP/w.conf" "${WK[@]}")
+start_worker w2 "$TMP/w.conf" "${WK[@]}" >/dev/null
 
 done_count() {
     local n=0 s id
@@ -88,7 +96,7 @@ kill -KILL "$w1"
 wait "$w1" 2>/dev/null
 WORKER_PIDS=("${WORKER_PIDS[@]/$w1/}")
 note "SIGKILL worker 1 when $before of 24 uploads had their metadata.json"
-start_worker w3 "$TMP/w.conf" >/dev/null
+start_worker w3 "$TMP/w.conf" "${WK[@]}" >/dev/null
 all_done() { [ "$(done_count)" = 24 ]; }
 check "every upload ends processed or failed" wait_for 600 all_done
 np=0 nf=0

@@ -25,7 +25,7 @@ trap registry_cleanup EXIT
 topic=$(unique_name reg)
 dlq="$topic.dlq"
 group=$(unique_name g-reg)
-prefix=$(unique_name t65)
+prefix=$(out_prefix t65)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 

@@ -19,7 +19,7 @@ trap mock_cleanup EXIT
 topic=$(unique_name hostile-reg)
 dlq="$topic.dlq"
 group=$(unique_name g-hreg)
-prefix=$(unique_name t66)
+prefix=$(out_prefix t66)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
@@ -137,7 +137,7 @@ badconf() { # badconf EXPECTED KEY=VALUE...
     local want=$1 out rc
     shift
     write_conf "$TMP/bad.conf" "$topic" "$dlq" "$group-bad" "$prefix" "$@"
-    out=$(IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    out=$(IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY \
         timeout 60 "$IMGSINK" run -c "$TMP/bad.conf" 2>&1)
     rc=$?
     note "$* -> rc $rc: $(echo "$out" | tail -n1)"

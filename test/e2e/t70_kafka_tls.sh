@@ -5,7 +5,8 @@
 # the ACLs of deploy/kafka/acls.sh). Everything is verified through the
 # broker's PLAINTEXT admin listener with Kafka's own tools, kcat and mc.
 # Then the refusals: a wrong password, an unknown CA and a certificate for
-# another host name, each in `imgsink check`, in the worker's log and in
+# another host name, and on the mutual-TLS listener no client certificate
+# or one from another CA, each in `imgsink check`, in the worker's log and in
 # /readyz. Last, no secret (SASL passwords, the client key's passphrase)
 # appears in anything imgsink printed or served.
 . "$(dirname "$0")/lib.sh"
@@ -16,7 +17,7 @@ bash "$ROOT/test/stack/kafka-secure.sh" start 2>&1 | sed 's/^/# /'
 ADMIN=$SECURE_ADMIN_BOOTSTRAP
 SECRETS=("$SECURE_WORKER_PASSWORD" "$SECURE_ADMIN_PASSWORD" "$SECURE_KEY_PASSPHRASE")
 ACLS() { KAFKA_ACLS="$KAFKA_CLASS kafka.admin.AclCommand" bash "$ROOT/deploy/kafka/acls.sh" --apply "$@"; }
-export IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY
+export IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY
 
 # Offsets, the DLQ and topics are read through the admin listener.
 sgroup_offsets() {
@@ -63,7 +64,7 @@ secure_conf() {
 topic=$(unique_name tls-sasl)
 dlq=$topic.dlq
 group=$(unique_name g-tls-sasl)
-prefix=$(unique_name t70s)
+prefix=$(out_prefix t70s)
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null || notok "create $topic"
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null || notok "create $dlq"
 ACLS worker User:imgsink --group "$group" --topic "$topic" --dlq "$dlq" -- --bootstrap-server "$ADMIN" | sed 's/^/# /'
@@ -75,7 +76,7 @@ secure_conf "$TMP/sasl.conf" "$topic" "$dlq" "$group" "$prefix" "$SECURE_SASL_BO
 grep -v '^kafka.debug\|^log.level' "$TMP/sasl.conf" >"$TMP/sasl-quiet.conf"
 ADMIN_X=(-X kafka.sasl.username=admin -X "kafka.sasl.password=$SECURE_ADMIN_PASSWORD")
 
-"$IMGSINK" check -c "$TMP/sasl-quiet.conf" >"$TMP/sasl-check.out" 2>&1
+as_operator "$IMGSINK" check -c "$TMP/sasl-quiet.conf" >"$TMP/sasl-check.out" 2>&1
 rc=$?
 check "SASL_SSL: imgsink check passes (exit $rc) as User:imgsink with only the worker's ACLs" \
     bash -c '[ "$1" -eq 0 ] && grep -qE "^ok +topic +$2: 2 partitions" "$4" && grep -qE "^ok +dlq +$3: 1 partition" "$4"' \
@@ -117,7 +118,7 @@ check "SASL_SSL: librdkafka's config dump in the debug log hides the password" \
 mtopic=$(unique_name tls-mtls)
 mdlq=$mtopic.dlq
 mgroup=$(unique_name g-tls-mtls)
-mprefix=$(unique_name t70m)
+mprefix=$(out_prefix t70m)
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$mtopic" 2 >/dev/null || notok "create $mtopic"
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$mdlq" 1 >/dev/null || notok "create $mdlq"
 ACLS worker "$SECURE_MTLS_PRINCIPAL" --group "$mgroup" --topic "$mtopic" --dlq "$mdlq" -- --bootstrap-server "$ADMIN" | sed 's/^/# /'
@@ -127,7 +128,7 @@ secure_conf "$TMP/mtls.conf" "$mtopic" "$mdlq" "$mgroup" "$mprefix" "$SECURE_MTL
     "kafka.ssl.certificate.location=$SECURE_CLIENT_CERT" "kafka.ssl.key.location=$SECURE_CLIENT_KEY" \
     "kafka.ssl.key.password=$SECURE_KEY_PASSPHRASE" "log.level=debug" "kafka.debug=security,broker,conf"
 grep -v '^kafka.debug\|^log.level' "$TMP/mtls.conf" >"$TMP/mtls-quiet.conf"
-"$IMGSINK" check -c "$TMP/mtls-quiet.conf" >"$TMP/mtls-check.out" 2>&1
+as_operator "$IMGSINK" check -c "$TMP/mtls-quiet.conf" >"$TMP/mtls-check.out" 2>&1
 rc=$?
 check "mTLS: imgsink check passes (exit $rc)" test $rc -eq 0
 "$IMGSINK" produce -c "$TMP/mtls-quiet.conf" --topic "$mtopic" --tenant acme \
@@ -147,20 +148,28 @@ check "mTLS: librdkafka's config dump hides the key passphrase" \
     grep -q 'ssl.key.password = \[redacted\]' "$TMP/mtls.log"
 kill -TERM "${WORKER_PIDS[0]}" && wait "${WORKER_PIDS[0]}"
 WORKER_PIDS=()
+"$IMGSINK" replay -c "$TMP/mtls-quiet.conf" --group "$mgroup" --topic "$mtopic" --to-earliest \
+    >"$TMP/mtls-replay.out" 2>&1
+rc=$?
+after=$(sgroup_offsets "$mgroup" "$mtopic" | awk '{ s += $2 } END { print s }')
+check "mTLS: imgsink replay --to-earliest as $SECURE_MTLS_PRINCIPAL (exit $rc); kafka-consumer-groups shows ${after:-?} committed, want 0" \
+    test "$rc:$after" = 0:0
+sed 's/^/# replay: /' "$TMP/mtls-replay.out" | head -5
 
 # ==== refusals ================================================================
 # bad_case NAME WHAT-IN-CHECK -X...: check fails with WHAT; a worker logs it
-# as an error and /readyz answers 503 with it.
+# as an error and /readyz answers 503 with it. The configuration is the
+# SASL_SSL one, or $BAD_BASE.
 bad_case() {
-    local name=$1 want=$2 rc code
+    local name=$1 want=$2 rc code base=${BAD_BASE:-$TMP/sasl-quiet.conf}
     shift 2
-    timeout 120 "$IMGSINK" check -c "$TMP/sasl-quiet.conf" "$@" >"$TMP/$name-check.out" 2>&1
+    timeout 120 "$IMGSINK" check -c "$base" "$@" >"$TMP/$name-check.out" 2>&1
     rc=$?
     check "$name: imgsink check fails (exit $rc) saying '$want'" \
         bash -c '[ "$1" -eq 1 ] && grep -E "^FAIL +kafka " "$2" | grep -qF -- "$3"' _ $rc "$TMP/$name-check.out" "$want"
     grep -E '^FAIL' "$TMP/$name-check.out" | cut -c1-400 | sed 's/^/# /'
-    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
-        "$IMGSINK" run -c "$TMP/sasl-quiet.conf" "$@" >>"$TMP/$name.log" 2>&1 &
+    IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY \
+        "$IMGSINK" run -c "$base" "$@" >>"$TMP/$name.log" 2>&1 &
     WORKER_PIDS+=($!)
     local a
     a=$(http_address "$name" 60) || notok "$name: worker logged its HTTP address"
@@ -181,6 +190,15 @@ bad_case unknownca "certificate verify failed: $SECURE_SASL_BOOTSTRAP: the broke
     -X "kafka.ssl.ca.location=$SECURE_OTHER_CA"
 bad_case badname "certificate verify failed: $SECURE_BADNAME_BOOTSTRAP: the broker's certificate does not name the host connected to" \
     -X "kafka.bootstrap.servers=$SECURE_BADNAME_BOOTSTRAP"
+# The mTLS listener: no client certificate, and one from another CA (same
+# CN). The broker's TLS alert is the same for both; the configuration tells
+# them apart.
+grep -v '^kafka.ssl.certificate.location\|^kafka.ssl.key' "$TMP/mtls-quiet.conf" >"$TMP/nocert.conf"
+grep -v '^kafka.ssl.key.password' "$TMP/mtls-quiet.conf" >"$TMP/othercert.conf"
+BAD_BASE=$TMP/nocert.conf bad_case nocert "client certificate required: the broker asks for one and none is configured"
+BAD_BASE=$TMP/othercert.conf bad_case othercert \
+    "client certificate refused: the broker does not accept the certificate of kafka.ssl.certificate.location" \
+    -X "kafka.ssl.certificate.location=$SECURE_OTHER_CLIENT_CERT" -X "kafka.ssl.key.location=$SECURE_OTHER_CLIENT_KEY"
 
 # ==== secrets ===================================================================
 "$IMGSINK" config -c "$TMP/mtls.conf" >"$TMP/config-mtls.out" 2>&1

@@ -17,7 +17,7 @@ bash "$ROOT/test/stack/kafka-secure.sh" start 2>&1 | sed 's/^/# /'
 ADMIN=$SECURE_ADMIN_BOOTSTRAP
 ACLCMD=("$KAFKA_CLASS" kafka.admin.AclCommand --bootstrap-server "$ADMIN")
 ACLS() { KAFKA_ACLS="$KAFKA_CLASS kafka.admin.AclCommand" bash "$ROOT/deploy/kafka/acls.sh" --apply "$@"; }
-export IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY
+export IMGSINK_S3_ACCESS_KEY=$S3_WORKER_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_WORKER_SECRET_KEY
 
 # A SCRAM user of this run only, so its ACLs are exactly the ones added here.
 user=t71-$$-$RANDOM
@@ -56,7 +56,7 @@ python3 "$ROOT/test/e2e/make_records.py" "$TMP/recs" >/dev/null
 topic=$(unique_name acl)
 dlq=$topic.dlq
 group=$(unique_name g-acl)
-prefix=$(unique_name t71)
+prefix=$(out_prefix t71)
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null || notok "create $topic"
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null || notok "create $dlq"
 ACLS worker "$principal" --group "$group" --topic "$topic" --dlq "$dlq" -- --bootstrap-server "$ADMIN" | sed 's/^/# /'
@@ -73,7 +73,7 @@ check "kafka-acls --list: $principal has exactly 3 ACLs (got $n): Read group, Re
 check "3 records produced (admin listener)" grep -q 'produced 3 records.* 3 delivered, 0 failed' "$TMP/produce.out"
 kcat -P -b "$ADMIN" -t "$topic" -k junk "$TMP/recs/01-junk.bin" || notok "kcat produce poison"
 conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix"
-"$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
+as_operator "$IMGSINK" check -c "$TMP/w.conf" >"$TMP/check.out" 2>&1
 rc=$?
 check "imgsink check passes with only the worker's ACLs (exit $rc)" test $rc -eq 0
 start_worker w "$TMP/w.conf" >/dev/null
@@ -142,7 +142,7 @@ WORKER_PIDS=()
 topic4=$(unique_name acl-notopic)
 KAFKA_BOOTSTRAP=$ADMIN bash "$ROOT/test/stack/topic.sh" "$topic4" 1 >/dev/null || notok "create $topic4"
 conf "$TMP/notopic.conf" "$topic4" "$dlq" "$group" "$prefix"
-"$IMGSINK" check -c "$TMP/notopic.conf" >"$TMP/notopic.out" 2>&1
+as_operator "$IMGSINK" check -c "$TMP/notopic.conf" >"$TMP/notopic.out" 2>&1
 rc=$?
 check "no Read on an input topic: imgsink check fails (exit $rc) saying an ACL may hide it" \
     bash -c '[ "$1" -eq 1 ] && grep -qE "^FAIL +topic +$2 does not exist \(input.topics\), or an ACL hides it" "$3"' \

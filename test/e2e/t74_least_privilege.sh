@@ -15,6 +15,8 @@
 #   configuration error" and does not commit the record it could not write.
 # - api: may PUT under raw/uploads/ and GET outputs (a presigned GET works),
 #   nothing else.
+# - the plaintext stack's worker identity (test/stack/identity.sh), which
+#   every other suite's workers use: the same rights, refused the rest.
 . "$(dirname "$0")/lib.sh"
 
 MT=$TMP/mtls
@@ -232,10 +234,31 @@ adenied "PUT outside raw/uploads/" tmc cp "$TMP/p.txt" a/raw/other/p.txt
 adenied "list the buckets" tmc ls a/raw/
 adenied "delete an output" tmc rm "a/imgsink/processed/acme/$out"
 
+# --- the plain stack's worker identity, the one every other suite runs with ----------------------
+# test/stack/identity.sh made it from the same policy: it writes under
+# processed/ (with tags) and reads raw/uploads/, and is refused the rest.
+SMC="$MC --quiet --no-color"
+$SMC alias set sw "$S3_ENDPOINT" "$S3_WORKER_ACCESS_KEY" "$S3_WORKER_SECRET_KEY" --api S3v4 >/dev/null ||
+    notok "alias sw (the stack's worker identity)"
+sp=$(unique_name t74)
+$SMC cp --tags "retention=7d" "$TMP/p.txt" "sw/$S3_BUCKET/processed/$sp/p.txt" >/dev/null
+check "stack worker identity: PUT with tags under $S3_BUCKET/processed/ allowed" test $? -eq 0
+$SMC cp "$TMP/p.txt" "$MC_ALIAS/$S3_RAW_BUCKET/uploads/$sp/p.txt" >/dev/null || notok "mc (admin) cp to raw"
+check "stack worker identity may read $S3_RAW_BUCKET/uploads/" quiet $SMC cat "sw/$S3_RAW_BUCKET/uploads/$sp/p.txt"
+denied "stack: list the bucket" $SMC ls "sw/$S3_BUCKET/"
+denied "stack: read an output" $SMC cat "sw/$S3_BUCKET/processed/$sp/p.txt"
+denied "stack: delete an output" $SMC rm "sw/$S3_BUCKET/processed/$sp/p.txt"
+denied "stack: PUT outside processed/" $SMC cp "$TMP/p.txt" "sw/$S3_BUCKET/other/$sp/p.txt"
+denied "stack: write to $S3_RAW_BUCKET" $SMC cp "$TMP/p.txt" "sw/$S3_RAW_BUCKET/uploads/$sp/q.txt"
+denied "stack: read the lifecycle rules" $SMC ilm rule export "sw/$S3_BUCKET"
+denied "stack: list users (admin)" $SMC admin user ls sw
+check "mc (admin): the probe is in the store" quiet mc stat "$MC_ALIAS/$S3_BUCKET/processed/$sp/p.txt"
+mc rm --recursive --force "$MC_ALIAS/$S3_BUCKET/processed/$sp/" "$MC_ALIAS/$S3_RAW_BUCKET/uploads/$sp/" >/dev/null 2>&1
+
 # --- secrets -------------------------------------------------------------------------------------
 leaks=0
 for f in "$TMP"/*.log "$TMP"/*.out; do
-    for s in "$WS" "$AS" "$MTLS_SECRET_KEY" "$MTLS_KMS_SECRET"; do
+    for s in "$WS" "$AS" "$MTLS_SECRET_KEY" "$MTLS_KMS_SECRET" "$S3_WORKER_SECRET_KEY"; do
         grep -qF -- "$s" "$f" && { note "secret found in $(basename "$f")"; leaks=$((leaks + 1)); }
     done
 done

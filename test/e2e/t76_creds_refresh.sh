@@ -13,8 +13,11 @@
 #   - every good record becomes objects (mc), the committed offset reaches
 #     the end (Kafka's group tool), only the junk record is in the DLQ (kcat);
 #   - no secret handed out appears in the log, the config dump, /metrics or
-#     the DLQ.
-# Then the endpoint dies: /readyz turns 503 naming the reason, and /healthz
+#     the DLQ;
+#   - /metrics counts the refreshes by source and result (as many as the
+#     log) and shows the seconds until the credentials expire.
+# Then the endpoint dies: /readyz turns 503 naming the reason, /metrics
+# counts the failed refreshes and shows the last error, and /healthz
 # follows after s3.credentials.unhealthy.restart.ms.
 . "$(dirname "$0")/lib.sh"
 # shellcheck disable=SC1091
@@ -24,32 +27,14 @@ PY="$IMGSINK_VENV/bin/python"
 topic=$(unique_name creds)
 dlq="$topic.dlq"
 group=$(unique_name g-creds)
-prefix=$(unique_name t76)
-user=$(unique_name sts | tr -dc 'a-z0-9-' | cut -c1-30)
-usersecret=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-30)
+prefix=$(out_prefix t76)
 bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 
-mc admin user add "$MC_ALIAS" "$user" "$usersecret" >/dev/null || notok "mc admin user add"
-mc admin policy attach "$MC_ALIAS" readwrite --user "$user" >/dev/null || notok "mc admin policy attach"
-
 # --- the endpoint ---------------------------------------------------------------
-port=$(free_ports 1)
-authtok="$TMP/auth-token"
-head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$authtok"
-issued="$TMP/issued.txt"
-srv_pid_file="$TMP/creds-server.pid"
-stop_server() {
-    local pid
-    pid=$(pid_of "$srv_pid_file" "$ROOT/test/e2e/creds_server.py") && kill "$pid" 2>/dev/null
-    return 0
-}
-trap 'stop_server; e2e_cleanup' EXIT
-spawn "$srv_pid_file" "$TMP/creds-server.log" "$PY" "$ROOT/test/e2e/creds_server.py" container \
-    --port "$port" --sts "$S3_ENDPOINT" --user "$user" --secret "$usersecret" --lifetime 20 \
-    --auth-token-file "$authtok" --issued "$issued"
-check "the container endpoint listens" wait_for 60 grep -q "credentials endpoint on" "$TMP/creds-server.log"
-mode() { curl -fsS -X POST "http://127.0.0.1:$port/_mode?m=$1" >/dev/null; }
+trap 'creds_endpoint_cleanup; e2e_cleanup' EXIT
+creds_endpoint_start imgsink-worker
+mode() { curl -fsS -X POST "http://127.0.0.1:$CREDS_PORT/_mode?m=$1" >/dev/null; }
 
 # --- records: a few at a time, over several credential lifetimes --------------
 vips gaussnoise "$TMP/i.v" 320 240 --sigma 25 && vips copy "$TMP/i.v" "$TMP/i.jpg[Q=85]" || notok "vips"
@@ -68,10 +53,7 @@ produce_batch() { # produce_batch COUNT
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
     "s3.credentials.refresh.margin.ms=5000" "s3.credentials.unhealthy.restart.ms=8000"
 # An array, not a function: env execs imgsink, so $! is the worker's PID.
-run_worker=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID
-    -u AWS_SECRET_ACCESS_KEY -u AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE=/nonexistent
-    AWS_CONFIG_FILE=/nonexistent AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$port/creds"
-    AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE="$authtok" "$IMGSINK")
+run_worker=(env "${CREDS_ENV[@]}" "$IMGSINK")
 "${run_worker[@]}" run -c "$TMP/w.conf" >>"$TMP/w1.log" 2>&1 &
 WORKER_PIDS+=($!)
 addr=$(http_address w1 120) || notok "worker http address"
@@ -104,33 +86,35 @@ check "the DLQ holds only the junk record (kcat)" \
 
 # --- secrets ---------------------------------------------------------------------
 "${run_worker[@]}" config -c "$TMP/w.conf" >"$TMP/config.txt" 2>&1
+r_before=$(refreshes)
 scrape_metrics "$addr" || notok "scrape /metrics"
+r_after=$(refreshes)
 curl -sS "http://$addr/readyz" >"$TMP/readyz.txt"
-echo >>"$issued"
-cat "$authtok" >>"$issued"
-leaks() {
-    local f s
-    for f in "$TMP/w1.log" "$TMP/config.txt" "$TMP/metrics.txt" "$TMP/dlq.json" "$TMP/readyz.txt"; do
-        while IFS= read -r s; do
-            [ ${#s} -ge 8 ] && grep -qF -- "$s" "$f" && { echo "# leak in $(basename "$f")"; return 0; }
-        done <"$issued"
-    done
-    return 1
-}
-note "$(grep -c . "$issued") secrets handed out"
-if leaks; then notok "no secret in log, config, metrics, readyz or DLQ"; else
+grep '^imgsink_credentials' "$TMP/metrics.txt" | sed 's/^/# /'
+m_ok=$(metric 'imgsink_credentials_refreshes_total{source="container",result="ok"}')
+m_exp=$(metric 'imgsink_credentials_expiry_seconds{source="container"}')
+# The counter moves just before the log line: one ahead at most.
+check "/metrics: refreshes{source=container,result=ok} = $m_ok, the log's count ($r_before..$r_after)" \
+    bash -c '[ -n "$0" ] && [ "$0" -ge "$1" ] && [ "$0" -le $(($2 + 1)) ]' "$m_ok" "$r_before" "$r_after"
+check "/metrics: seconds until expiry within the declared 20 s lifetime (got $m_exp)" \
+    bash -c '[ -n "$0" ] && [ "$0" -le 20 ] && [ "$0" -ge -5 ]' "$m_exp"
+echo >>"$CREDS_ISSUED"
+cat "$CREDS_AUTH_TOKEN" >>"$CREDS_ISSUED"
+note "$(grep -c . "$CREDS_ISSUED") secrets handed out"
+if creds_leaks "$TMP/w1.log" "$TMP/config.txt" "$TMP/metrics.txt" "$TMP/dlq.json" \
+    "$TMP/readyz.txt"; then notok "no secret in log, config, metrics, readyz or DLQ"; else
     ok "no session token, secret key or authorization token in log, config, metrics, readyz or DLQ"; fi
 
 # --- the endpoint dies --------------------------------------------------------
-stop_server
-check "/readyz answers 503 naming the reason once a refresh fails" \
-    wait_for 120 bash -c '[ "$(curl -s -o "$1" -w "%{http_code}" "http://$0/readyz")" = 503 ] &&
-        grep -q "credentials cannot be refreshed (container): container endpoint http://127.0.0.1:.*/creds" "$1"' \
-    "$addr" "$TMP/readyz2.txt"
-note "readyz: $(cat "$TMP/readyz2.txt")"
+creds_endpoint_dies "$addr" 120
+scrape_metrics "$addr" || notok "scrape /metrics"
+m_err=$(metric 'imgsink_credentials_refreshes_total{source="container",result="error"}')
+check "/metrics: failed refreshes counted ($m_err), the last error named, healthy 0" \
+    bash -c '[ "${0:-0}" -ge 1 ] && grep -q "^imgsink_credentials_last_refresh_error{source=\"container\",error=\"credentials cannot be refreshed (container): container endpoint http://127.0.0.1:" "$1" &&
+             grep -q "^imgsink_credentials_last_refresh_error_timestamp_seconds{source=\"container\"} [0-9]" "$1" &&
+             grep -q "^imgsink_credentials_healthy{source=\"container\"} 0" "$1"' "$m_err" "$TMP/metrics.txt"
 check "/healthz answers 503 after s3.credentials.unhealthy.restart.ms" \
     wait_for 120 bash -c '[ "$(curl -s -o "$1" -w "%{http_code}" "http://$0/healthz")" = 503 ] &&
         grep -q "credentials unusable for" "$1"' "$addr" "$TMP/healthz.txt"
 note "healthz: $(cat "$TMP/healthz.txt")"
-mc admin user remove "$MC_ALIAS" "$user" >/dev/null 2>&1
 [ "$N_FAIL" -eq 0 ]

@@ -15,13 +15,13 @@ PY="$IMGSINK_VENV/bin/python"
 topic=$(unique_name imds)
 dlq="$topic.dlq"
 group=$(unique_name g-imds)
-prefix=$(unique_name t77)
+prefix=$(out_prefix t77)
 user=$(unique_name sts | tr -dc 'a-z0-9-' | cut -c1-30)
 usersecret=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-30)
 bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 mc admin user add "$MC_ALIAS" "$user" "$usersecret" >/dev/null || notok "mc admin user add"
-mc admin policy attach "$MC_ALIAS" readwrite --user "$user" >/dev/null || notok "mc admin policy attach"
+mc admin policy attach "$MC_ALIAS" imgsink-worker --user "$user" >/dev/null || notok "mc admin policy attach"
 
 read -r iport cport <<<"$(free_ports 2)"
 issued="$TMP/issued.txt"

@@ -15,7 +15,7 @@ PY="$IMGSINK_VENV/bin/python"
 user=$(unique_name sts | tr -dc 'a-z0-9-' | cut -c1-30)
 usersecret=$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | cut -c1-30)
 mc admin user add "$MC_ALIAS" "$user" "$usersecret" >/dev/null || notok "mc admin user add"
-mc admin policy attach "$MC_ALIAS" readwrite --user "$user" >/dev/null || notok "mc admin policy attach"
+mc admin policy attach "$MC_ALIAS" imgsink-worker --user "$user" >/dev/null || notok "mc admin policy attach"
 sts() { # sts: "AK SK TOKEN" from MinIO's STS AssumeRole
     "$PY" - "$S3_ENDPOINT" "$user" "$usersecret" <<'EOF'
 import sys, boto3
@@ -42,7 +42,7 @@ base=(env -u IMGSINK_S3_ACCESS_KEY -u IMGSINK_S3_SECRET_KEY -u AWS_ACCESS_KEY_ID
 run_case() { # run_case NAME SOURCE ENV...: a worker writes 3 records with that source
     local name=$1 want=$2 topic group prefix i pid
     shift 2
-    topic=$(unique_name "$name") group=$(unique_name "g-$name") prefix=$(unique_name "t79-$name")
+    topic=$(unique_name "$name") group=$(unique_name "g-$name") prefix=$(out_prefix "t79-$name")
     bash "$ROOT/test/stack/topic.sh" "$topic" 1 >/dev/null
     bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null
     write_conf "$TMP/$name.conf" "$topic" "$topic.dlq" "$group" "$prefix"

@@ -5,7 +5,10 @@
 # worker's role writes a tagged object under its prefix and is refused
 # everything else (other prefixes, the raw and log buckets, deletes, reads of
 # its own output, policy and lifecycle changes, IAM); the API role stores
-# uploads only. moto ignores LifecycleConfiguration inside a template, so the
+# uploads only; the analytics sink's and the rollup's roles grant what
+# deploy/aws/policies/analytics.json and analytics-rollup.json grant (read
+# back from IAM) and, as themselves, may write (sink) and read, write the
+# daily file and delete hourly files (rollup) under analytics/ only. moto ignores LifecycleConfiguration inside a template, so the
 # template's rules are applied and read back through the S3 API, and
 # `imgsink check` as the worker role accepts them for every retention class
 # (and refuses a bucket whose rules are missing one).

@@ -12,29 +12,51 @@
 # Times are the chart's divided by TIME_DIV (default 5) to fit a test run;
 # counts and thresholds are the chart's own.
 #
+# Overlapping drains: the first OVERLAP_STEPS (2) scale-in steps remove two
+# workers (if that leaves minReplicaCount), as KEDA's HPA does when it may
+# remove more than one pod per period (autoscaling.scaleDownPods > 1): the
+# first is SIGTERMed while it has records in flight (its /metrics), the
+# second as soon as the first logged "stopping", while it still finishes
+# them. The logs then show whether the second's stop came before the first
+# had finished its in-flight records; at least one such overlap is
+# required. The store is reached through toxiproxy with S3_LATENCY_MS
+# (default 200) per response, a slow S3 round trip, so a record stays in
+# flight long enough to be caught draining.
+#
 # STATIC=1 (t84_keda_static.sh) gives each worker kafka.group.instance.id
-# (its "pod name"), the chart's StatefulSet mode.
+# (its "pod name"), the chart's StatefulSet mode, and the chart's
+# worker.staticSessionTimeoutMs (divided by TIME_DIV, at least the broker's
+# 6 s minimum) as kafka.session.timeout.ms: a static member that stops does
+# not leave the group, its partitions wait for that timeout.
 #
 # Checked as in t39_scale (scale_check.py): nothing lost (every record's
 # objects in the store, committed = end, DLQ empty), overwrites identical,
 # no double ownership, every partition with records waiting written in every
 # step, every worker exits 0; plus: the worker count never exceeded
-# maxReplicaCount, went up to it and back down to minReplicaCount. The
-# per-step table (workers, lag, rec/s, rebalance stall p50/max, lost) is
-# printed; rates and stalls are informational.
+# maxReplicaCount, went up to it and back down to minReplicaCount, and a
+# removal overlapped a drain in progress. The per-step table (workers, lag,
+# rec/s, rebalance stall p50/max, lost) is printed; rates and stalls are
+# informational.
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=../stack/common.sh
+. "$ROOT/test/stack/common.sh"
 
 STATIC=${STATIC:-0}
 TIME_DIV=${TIME_DIV:-5}
+OVERLAP_STEPS=${OVERLAP_STEPS:-2}
+S3_LATENCY_MS=${S3_LATENCY_MS:-200}
 VALUES=$ROOT/deploy/helm/imgsink/values.yaml
 minReplicaCount='' maxReplicaCount='' partitions='' lagThreshold='' pollingInterval=''
 scaleDownStabilizationSeconds='' scaleDownPods='' scaleDownPeriodSeconds='' cooldownPeriod=''
+staticSessionTimeoutMs=''
 eval "$(python3 - "$VALUES" <<'EOF'
 import sys, yaml
-a = yaml.safe_load(open(sys.argv[1]))["autoscaling"]
+v = yaml.safe_load(open(sys.argv[1]))
+a = v["autoscaling"]
 for k in ("minReplicaCount", "maxReplicaCount", "partitions", "lagThreshold", "pollingInterval",
           "scaleDownStabilizationSeconds", "scaleDownPods", "scaleDownPeriodSeconds", "cooldownPeriod"):
     print(f"{k}={int(a[k])}")
+print(f"staticSessionTimeoutMs={int(v['worker']['staticSessionTimeoutMs'])}")
 EOF
 )"
 poll_s=$(((pollingInterval + TIME_DIV - 1) / TIME_DIV))
@@ -44,7 +66,10 @@ PARTS=$partitions
 note "chart: lagThreshold $lagThreshold, $minReplicaCount..$maxReplicaCount workers, $PARTS partitions," \
     "polling ${pollingInterval}s, scale-down $scaleDownPods per ${scaleDownPeriodSeconds}s after" \
     "${scaleDownStabilizationSeconds}s (cooldown ${cooldownPeriod}s applies only to scaling to 0)"
-note "played with times / $TIME_DIV: polling ${poll_s}s, stabilisation ${stab_s}s, period ${period_s}s; static membership: $STATIC"
+session_ms=$((staticSessionTimeoutMs / TIME_DIV))
+[ "$session_ms" -lt 6000 ] && session_ms=6000
+note "played with times / $TIME_DIV: polling ${poll_s}s, stabilisation ${stab_s}s, period ${period_s}s;" \
+    "static membership: $STATIC$([ "$STATIC" = 1 ] && echo " (session timeout $session_ms ms; chart $staticSessionTimeoutMs)")"
 
 PER_PART=$(((lagThreshold * (maxReplicaCount + 2)) / PARTS + 1)) # a backlog wanting > max workers
 TRICKLE_N=6
@@ -55,7 +80,7 @@ DEADLINE_S=900
 
 topic=$(unique_name keda)
 group=$(unique_name g-keda)
-prefix=$(unique_name t82)
+prefix=$(out_prefix t82)
 vbucket=$(unique_name t82-ver | tr '[:upper:]' '[:lower:]')
 now_ms() { date +%s%3N; }
 
@@ -65,6 +90,8 @@ if ! mc mb "$MC_ALIAS/$vbucket" >/dev/null ||
     notok "create bucket $vbucket with versioning and the lifecycle rules"
     exit 1
 fi
+# The workers' identity: the worker's policy, for this bucket.
+read -r VAK VSK < <(worker_identity "$vbucket") || { notok "worker identity for $vbucket"; exit 1; }
 if ! bash "$ROOT/test/stack/topic.sh" "$topic" "$PARTS" >/dev/null ||
     ! bash "$ROOT/test/stack/topic.sh" "$topic.dlq" 1 >/dev/null; then
     notok "create topics $topic ($PARTS partitions) and $topic.dlq"
@@ -85,9 +112,25 @@ n=$(produce b $((PARTS * PER_PART)))
 check "a backlog of ${n:-0} records (wants ceil(${n:-0} / $lagThreshold) workers, more than $maxReplicaCount)" \
     test "${n:-0}" -eq $((PARTS * PER_PART))
 
-S3_BUCKET=$vbucket write_conf "$TMP/w.conf" "$topic" "$topic.dlq" "$group" "$prefix" \
-    "renditions=$RENDITIONS" "worker.threads=2" "log.level=debug" \
-    "rebalance.drain.timeout.ms=20000" "shutdown.timeout.ms=30000"
+# The workers reach the store through toxiproxy, S3_LATENCY_MS per response.
+if ! read -r TOXI_URL TOXI_PORT < <(bash "$ROOT/test/stack/toxiproxy.sh" 2>"$TMP/toxiproxy.err") ||
+    ! curl -fsS -o /dev/null -X POST "$TOXI_URL/proxies/s3/toxics" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"s3-rtt\",\"type\":\"latency\",\"stream\":\"downstream\",\"attributes\":{\"latency\":$S3_LATENCY_MS}}"; then
+    sed 's/^/# /' "$TMP/toxiproxy.err"
+    notok "toxiproxy in front of MinIO with $S3_LATENCY_MS ms latency"
+    exit 1
+fi
+stop_toxiproxy() {
+    bash "$ROOT/test/stack/stop.sh" toxiproxy >/dev/null 2>&1
+    e2e_cleanup
+}
+trap stop_toxiproxy EXIT
+note "store through toxiproxy 127.0.0.1:$TOXI_PORT, $S3_LATENCY_MS ms per response"
+STATIC_CONF=()
+[ "$STATIC" = 1 ] && STATIC_CONF=("kafka.session.timeout.ms=$session_ms")
+S3_BUCKET=$vbucket S3_ENDPOINT=http://127.0.0.1:$TOXI_PORT write_conf "$TMP/w.conf" "$topic" "$topic.dlq" \
+    "$group" "$prefix" "renditions=$RENDITIONS" "worker.threads=2" "log.level=debug" \
+    "rebalance.drain.timeout.ms=20000" "shutdown.timeout.ms=30000" "${STATIC_CONF[@]}"
 
 (
     i=0
@@ -157,7 +200,7 @@ add_worker() {
         conf=$TMP/$name.conf
         { cat "$TMP/w.conf"; echo "kafka.group.instance.id=imgsink-worker-${name#w}"; } >"$conf"
     fi
-    start_worker "$name" "$conf" >/dev/null
+    start_worker "$name" "$conf" "$VAK" "$VSK" >/dev/null
     PID[$name]=${WORKER_PIDS[-1]}
     live+=("$name")
     LABEL="$LABEL+$name"
@@ -171,10 +214,38 @@ remove_worker() { # SIGTERM the newest, not waited for
     draining=("${still[@]}" "$name")
     LABEL="$LABEL-$name"
 }
+# inflight NAME: records worker NAME has in flight (its /metrics).
+inflight() {
+    local addr
+    addr=$(http_address "$1" 5) || return 1
+    curl -fsS --max-time 2 "http://$addr/metrics" 2>/dev/null |
+        awk '$1 == "imgsink_inflight_records" { print int($2) }'
+}
+# shellcheck disable=SC2317 # called through wait_until
+busy() { [ "$(inflight "$1")" -gt 0 ] 2>/dev/null; }
+# remove_overlapping: SIGTERM the newest worker once it has records in
+# flight, then the next newest as soon as the first logged "stopping" (it
+# then finishes those records). Whether the second stop really fell inside
+# the first's drain is read from their logs afterwards (scale_check.py).
+remove_overlapping() {
+    local first=${live[-1]} second n
+    wait_until 20 busy "$first" || note "$first had no record in flight for 20 s"
+    remove_worker
+    # A tight loop: the drain lasts a few hundred milliseconds.
+    for _ in $(seq 1 3000); do
+        has_line "$first" '"msg":"stopping: finishing' && break
+        sleep 0.01
+    done
+    second=${live[-1]}
+    remove_worker
+    echo "$first $second" >>"$TMP/overlaps"
+    n=$(grep -m1 '"msg":"stopping: finishing' "$TMP/$first.log" | grep -oE '"inflight":[0-9]+' | cut -d: -f2)
+    note "SIGTERM to $second right after $first's stopping line ($first had ${n:-?} records in flight)"
+}
 reap() {
     local pid=${PID[$1]}
     [ -n "${RC[$1]:-}" ] && return
-    if wait_until 120 bash -c "! kill -0 $pid 2>/dev/null || grep -q '^State:.*Z' /proc/$pid/status"; then
+    if wait_until 120 bash -c "! kill -0 $pid 2>/dev/null || grep -qs '^State:.*Z' /proc/$pid/status"; then
         wait "$pid"
         RC[$1]=$?
     else
@@ -187,6 +258,8 @@ reap() {
 
 # --- the autoscaler loop ------------------------------------------------------
 : >"$TMP/steps"
+: >"$TMP/overlaps"
+overlap_left=$OVERLAP_STEPS
 LABEL=""
 step_begin=$(now_ms)
 wishes=() # "time desired" of the polls inside the stabilisation window
@@ -217,9 +290,14 @@ while [ $((SECONDS - t0)) -lt $DEADLINE_S ]; do
     if [ "$desired" -gt ${#live[@]} ]; then
         while [ ${#live[@]} -lt "$desired" ]; do add_worker; done
     elif [ "$stable" -lt ${#live[@]} ] && [ $((SECONDS - last_down)) -ge "$period_s" ]; then
-        for _ in $(seq 1 "$scaleDownPods"); do
-            [ ${#live[@]} -gt "$stable" ] && remove_worker
-        done
+        if [ "$overlap_left" -gt 0 ] && [ $((${#live[@]} - 2)) -ge "$minReplicaCount" ]; then
+            overlap_left=$((overlap_left - 1))
+            remove_overlapping
+        else
+            for _ in $(seq 1 "$scaleDownPods"); do
+                [ ${#live[@]} -gt "$stable" ] && remove_worker
+            done
+        fi
         last_down=$SECONDS
     fi
     [ ${#live[@]} -gt "$max_seen" ] && max_seen=${#live[@]}
@@ -247,7 +325,7 @@ wait "$trickle_pid"
 forget "$trickle_pid"
 now=$(now_ms)
 echo "$(cat "$TMP/steps.open") $step_begin $now $(total_lag)" >>"$TMP/steps"
-note "autoscaler loop ran $((SECONDS - t0)) s; removals overlapping a drain: $overlaps"
+note "autoscaler loop ran $((SECONDS - t0)) s; removals while another worker was still running its shutdown: $overlaps"
 check "the worker count never exceeded maxReplicaCount $maxReplicaCount (max $max_seen) and reached it" \
     test "$max_seen" -le "$maxReplicaCount" -a "$reached_max" = yes
 check "scaled back in to minReplicaCount $minReplicaCount (${#live[@]} left)" test ${#live[@]} -eq "$minReplicaCount"
@@ -276,8 +354,8 @@ mc ls --recursive --versions --json "$MC_ALIAS/$vbucket/$prefix/" >"$TMP/version
 python3 "$ROOT/test/e2e/scale_check.py" "$TMP" "$topic" "$PARTS" "$RENDITIONS"
 bad=$?
 N_FAIL=$((N_FAIL + bad))
-logs=$ROOT/$BUILD/test-logs/$(basename "$0" .sh)
-rm -rf "$logs" && mkdir -p "$logs" && cp "$TMP"/w*.log "$TMP"/steps "$TMP"/produced "$TMP"/versions.json "$logs/"
+logs=$ROOT/$BUILD/test-logs/$([ "$STATIC" = 1 ] && echo t84_keda_static || echo t82_keda_scale)
+rm -rf "$logs" && mkdir -p "$logs" && cp "$TMP"/w*.log "$TMP"/steps "$TMP"/overlaps "$TMP"/produced "$TMP"/versions.json "$logs/"
 note "workers' logs kept in $logs"
 [ "$N_FAIL" -eq 0 ] && mc rb --force "$MC_ALIAS/$vbucket" >/dev/null 2>&1
 [ "$N_FAIL" -eq 0 ]

@@ -30,10 +30,26 @@ else
 fi
 
 # The normalised file as JSON facts for the checks below.
-python3 - "$TMP/compose.yml" deploy/helm/imgsink/values.yaml >"$TMP/facts" <<'EOF' || notok "parse the compose file and values.yaml"
+python3 - "$TMP/compose.yml" deploy/helm/imgsink/values.yaml deploy/helm/values-laptop.yaml >"$TMP/facts" <<'EOF' || notok "parse the compose file and values.yaml"
 import re, sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 v = yaml.safe_load(open(sys.argv[2]))
+lap = yaml.safe_load(open(sys.argv[3]))
+# The laptop values reach Kafka's EXTERNAL listener and MinIO on ports
+# compose publishes, the listener advertised on that port.
+published = set()
+for svc in ("kafka", "minio"):
+    for p in c["services"][svc].get("ports", []):
+        published.add(int(p["published"]) if isinstance(p, dict) else int(str(p).split(":")[-2]))
+kenv = c["services"]["kafka"]["environment"]
+kenv = dict(e.split("=", 1) for e in kenv) if isinstance(kenv, list) else kenv
+kport = int(lap["config"]["kafka.bootstrap.servers"].rsplit(":", 1)[1])
+sport = int(lap["config"]["s3.endpoint"].rsplit(":", 1)[1])
+adv = re.search(r"EXTERNAL://[^,]*:(\d+)", kenv.get("KAFKA_ADVERTISED_LISTENERS", ""))
+print("LAPTOP_PORTS='Kafka %d, MinIO %d; compose publishes %s; EXTERNAL advertised on %s'"
+      % (kport, sport, sorted(published), adv.group(1) if adv else "none"))
+print("LAPTOP_OK=%s" % (kport in published and sport in published and adv is not None
+                        and int(adv.group(1)) == kport))
 w = c["services"]["worker-1"]
 env = w["environment"]
 env = dict(e.split("=", 1) for e in env) if isinstance(env, list) else env
@@ -74,6 +90,8 @@ check "stop_grace_period (${GRACE:-?} s) exceeds shutdown.timeout.ms (${SHUTDOWN
     test "$((${GRACE:-0} * 1000))" -gt "${SHUTDOWN_MS:-0}"
 check "the compose workers use the chart's ${CHART_KEYS:-?} configuration values${CHART_DIFF:+ ($CHART_DIFF)}" \
     test -z "${CHART_DIFF-x}"
+check "the laptop values (deploy/helm/values-laptop.yaml) reach compose's published ports: ${LAPTOP_PORTS:-?}" \
+    test "${LAPTOP_OK:-}" = True
 check "workers hardened like the chart: read_only, cap_drop ALL, no-new-privileges, user ${USER:-?}" \
     test "${READ_ONLY:-}" = true -a "${CAP_DROP:-}" = ALL -a "${NO_NEW_PRIV:-}" = True -a "${USER:-}" = 10001:10001
 

@@ -13,19 +13,22 @@
 # by another writer) is read with the old ones in one query.
 . "$(dirname "$0")/lib.sh"
 
-PY=$(. "$ROOT/test/stack/common.sh" && echo "$IMGSINK_VENV/bin/python")
-"$PY" -c 'import duckdb' 2>/dev/null || notok "DuckDB in the test venv $PY (make deps)"
+duckdb_require
 topic=$(unique_name an)
 dlq="$topic.dlq"
 events="$topic.events"
 group=$(unique_name g-an)
 agroup=$(unique_name g-analytics)
-prefix=$(unique_name t85)
-raw=$(unique_name raw | tr 'A-Z' 'a-z')
+prefix=$(out_prefix t85)
+raw=$S3_RAW_BUCKET rp=$(raw_prefix t85) # where the worker's identity may read claim checks
+# The sink runs as its own identity, deploy/minio/policies/analytics.json:
+# PUTs (with tags) under analytics/ and nothing else.
+read -r AN_AK AN_SK < <(IMGSINK_STACK_DIR=$STACK_DIR bash "$ROOT/test/stack/identity.sh" analytics) ||
+    notok "the analytics identity"
+aprefix=analytics/$(unique_name t85)/
 bash "$ROOT/test/stack/topic.sh" "$topic" 2 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$dlq" 1 >/dev/null
 bash "$ROOT/test/stack/topic.sh" "$events" 2 >/dev/null
-mc mb "$MC_ALIAS/$raw" >/dev/null || notok "mc mb $raw"
 
 # --- batch 1: tenant acme, 3 good and the poison records of make_records.py ---------
 python3 "$ROOT/test/e2e/make_records.py" "$TMP/recs" || notok "make_records"
@@ -38,12 +41,12 @@ done
 note "batch 1: $n1 records (3 good)"
 
 write_conf "$TMP/w.conf" "$topic" "$dlq" "$group" "$prefix" \
-    "events.topic=$events" "claimcheck.allowed=$raw/uploads/{tenant}/" \
-    "analytics.group.id=$agroup" "analytics.prefix=$prefix/analytics/" \
+    "events.topic=$events" "claimcheck.allowed=$raw/$rp/{tenant}/" \
+    "analytics.group.id=$agroup" "analytics.prefix=$aprefix" \
     "analytics.max.delay.ms=3000"
 sed 's/^analytics.max.delay.ms=.*/analytics.max.delay.ms=600000/' "$TMP/w.conf" >"$TMP/long.conf"
 start_sink() { # start_sink NAME CONF
-    IMGSINK_S3_ACCESS_KEY=$S3_ACCESS_KEY IMGSINK_S3_SECRET_KEY=$S3_SECRET_KEY \
+    IMGSINK_S3_ACCESS_KEY=$AN_AK IMGSINK_S3_SECRET_KEY=$AN_SK \
         "$IMGSINK" analytics -c "$2" >>"$TMP/$1.log" 2>&1 &
     WORKER_PIDS+=($!)
     echo $!
@@ -95,8 +98,8 @@ for i in 1 2 3 4; do
         vips linear "$TMP/b$i.v" "$TMP/g$i.jpg[Q=90]" 1 $((40 * i)) || notok "vips g$i"
 done
 vips gaussnoise "$TMP/n.v" 500 400 --sigma 30 && vips copy "$TMP/n.v" "$TMP/cc.jpg[Q=90]" || notok "vips cc"
-mc cp "$TMP/cc.jpg" "$MC_ALIAS/$raw/uploads/acme/cc.jpg" >/dev/null || notok "mc cp acme"
-mc cp "$TMP/cc.jpg" "$MC_ALIAS/$raw/uploads/globex/cc.jpg" >/dev/null || notok "mc cp globex"
+mc cp "$TMP/cc.jpg" "$MC_ALIAS/$raw/$rp/acme/cc.jpg" >/dev/null || notok "mc cp acme"
+mc cp "$TMP/cc.jpg" "$MC_ALIAS/$raw/$rp/globex/cc.jpg" >/dev/null || notok "mc cp globex"
 size=$(stat -c %s "$TMP/cc.jpg") sha=$(sha256sum "$TMP/cc.jpg" | cut -d' ' -f1)
 n2=0
 put() { # put ID: the record in $TMP/ID.bin
@@ -108,11 +111,11 @@ for i in 1 2 3 4; do
         --tenant globex --image "$TMP/g$i.jpg" && put "glob-$i"
 done
 python3 "$ROOT/test/e2e/make_records.py" ref "$TMP/cc-acme.bin" --id cc-acme --tenant acme \
-    --bucket "$raw" --key uploads/acme/cc.jpg --size "$size" --sha256 "$sha" && put cc-acme
+    --bucket "$raw" --key "$rp"/acme/cc.jpg --size "$size" --sha256 "$sha" && put cc-acme
 python3 "$ROOT/test/e2e/make_records.py" ref "$TMP/cc-globex.bin" --id cc-globex --tenant globex \
-    --bucket "$raw" --key uploads/globex/cc.jpg --size "$size" --sha256 "$sha" && put cc-globex
+    --bucket "$raw" --key "$rp"/globex/cc.jpg --size "$size" --sha256 "$sha" && put cc-globex
 python3 "$ROOT/test/e2e/make_records.py" ref "$TMP/cc-steal.bin" --id cc-steal --tenant acme \
-    --bucket "$raw" --key uploads/globex/cc.jpg --size "$size" && put cc-steal
+    --bucket "$raw" --key "$rp"/globex/cc.jpg --size "$size" && put cc-steal
 note "batch 2: $n2 records (6 good, 1 claim check of another tenant's object)"
 
 # The sink now keeps its files open for 10 minutes: it is killed with
@@ -149,14 +152,13 @@ stop_sink "$s3" s3
 # --- what an analyst sees: DuckDB from MinIO ---------------------------------------
 kcat -C -b "$KAFKA_BOOTSTRAP" -t "$dlq" -e -q -f '%h\n' 2>/dev/null |
     tr ',' '\n' | sed -n 's/^imgsink.source.\(partition\|offset\)=//p' | paste - - >"$TMP/dlq.txt"
-mc ls --recursive --json "$MC_ALIAS/$S3_BUCKET/$prefix/analytics/" |
+mc ls --recursive --json "$MC_ALIAS/$S3_BUCKET/$aprefix" |
     python3 -c 'import json,sys; [print(json.loads(l)["key"]) for l in sys.stdin if l.strip()]' \
         >"$TMP/files.txt"
 note "files: $(wc -l <"$TMP/files.txt")"
 bad_tags=0
 while read -r key; do
-    t=$(mc tag list --json "$MC_ALIAS/$S3_BUCKET/$prefix/analytics/$key" |
-        python3 -c 'import json,sys; d=json.load(sys.stdin).get("tagset") or {}; print(d.get("retention"), d.get("source"))')
+    t=$(object_tags "$aprefix$key")
     [ "$t" = "7d analytics" ] || { note "$key: tags $t"; bad_tags=$((bad_tags + 1)); }
 done <"$TMP/files.txt"
 check "every file is tagged retention=7d, source=analytics (mc)" test "$bad_tags" -eq 0
@@ -165,16 +167,10 @@ now_ms=$(($(date +%s) * 1000))
 python3 "$ROOT/test/e2e/event_v2.py" "$ROOT/schemas/image_event.avsc" "$TMP/v2.avro" --rows 3 \
     --tenant newco --topic "$topic" --processed-at "$now_ms" || notok "event_v2.py"
 v2key=$(python3 -c 'import sys,time; t=time.gmtime(int(sys.argv[1])/1000); print(time.strftime("events/dt=%Y-%m-%d/hour=%H", t))' "$now_ms")/$events+9+1000000.avro
-ROOT=$ROOT ANALYTICS_PREFIX=$prefix/analytics/ EVENTS=$events TOPIC=$topic \
-    N_ROWS=$((total - 1)) DLQ_FILE=$TMP/dlq.txt FILES=$TMP/files.txt V2=$TMP/v2.avro V2KEY=$v2key \
-    "$PY" - <<'PY'
-import os, re, subprocess, sys
-sys.path.insert(0, os.path.join(os.environ["ROOT"], "scripts"))
-import analytics
-def check(cond, what):
-    print(("ok - " if cond else "not ok - ") + what)
-con = analytics.connect()
-one = lambda sql, *a: con.execute(sql, list(a)).fetchall()
+duckdb_checks ANALYTICS_PREFIX="$aprefix" EVENTS="$events" TOPIC="$topic" \
+    N_ROWS=$((total - 1)) DLQ_FILE="$TMP/dlq.txt" FILES="$TMP/files.txt" V2="$TMP/v2.avro" \
+    V2KEY="$v2key" <<'PY'
+import os, re, subprocess
 n = int(os.environ["N_ROWS"])
 rows = one("SELECT count(*), count(DISTINCT (kafka_topic, kafka_partition, kafka_offset)) FROM events_raw")[0]
 print(f"# DuckDB: {rows[0]} rows, {rows[1]} distinct source records; {n} events produced by the worker")
@@ -231,5 +227,4 @@ for v in ("images_per_tenant_hour", "images_per_tenant_day", "failure_rate_by_cl
     print(f"# {v}: {rs[:6]}")
     check(v == "near_duplicates" or rs, f"view {v} answers")
 PY
-[ $? -eq 0 ] || notok "DuckDB checks"
 [ "$N_FAIL" -eq 0 ]

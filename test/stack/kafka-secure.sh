@@ -21,7 +21,9 @@
 # The certificates are made here with openssl on first start: a CA, the
 # server's PEM keystore (PKCS#8 key + certificate + CA in one file, no
 # keytool), a client certificate whose PKCS#8 key is encrypted with a
-# passphrase, and a second, unrelated CA for the "unknown CA" tests. SCRAM
+# passphrase, a second, unrelated CA for the "unknown CA" tests, and a
+# client certificate with the same CN from that CA (the mTLS listener must
+# refuse it: mutual TLS trusts the CA, not the name). SCRAM
 # users are created when the storage is formatted (--add-scram); passwords
 # and the key passphrase are random per state dir, in env (mode 600).
 set -euo pipefail
@@ -124,10 +126,11 @@ make_ca() {
 	openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=imgsink test $1" \
 		-keyout "$CERTS/$1.key" -out "$CERTS/$1.pem" 2>/dev/null
 }
-# make_cert NAME CN SAN EXT [PASSPHRASE]: NAME.key (PKCS#8, encrypted with
-# PASSPHRASE if given) and NAME.pem signed by the test CA.
+# make_cert NAME CN SAN EXT [PASSPHRASE [CA]]: NAME.key (PKCS#8, encrypted
+# with PASSPHRASE if not empty) and NAME.pem signed by CA (default: the
+# test CA, ca).
 make_cert() {
-	local name=$1 cn=$2 san=$3 ext=$4 pass=${5:-}
+	local name=$1 cn=$2 san=$3 ext=$4 pass=${5:-} ca=${6:-ca}
 	if [[ -n $pass ]]; then
 		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -aes-256-cbc \
 			-pass "file:$CERTS/$name.pass" -out "$CERTS/$name.key" 2>/dev/null
@@ -140,7 +143,7 @@ make_cert() {
 			-out "$CERTS/$name.csr" 2>/dev/null
 	fi
 	printf '%s\nextendedKeyUsage=%s\n' "${san:+subjectAltName=$san}" "$ext" >"$CERTS/$name.ext"
-	openssl x509 -req -in "$CERTS/$name.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
+	openssl x509 -req -in "$CERTS/$name.csr" -CA "$CERTS/$ca.pem" -CAkey "$CERTS/$ca.key" \
 		-CAcreateserial -days 30 -extfile "$CERTS/$name.ext" -out "$CERTS/$name.pem" 2>/dev/null
 	rm -f "$CERTS/$name.csr" "$CERTS/$name.ext"
 }
@@ -159,6 +162,10 @@ if [[ ! -s $CERTS/done ]]; then
 	cat "$CERTS/server.key" "$CERTS/server.pem" "$CERTS/ca.pem" >"$CERTS/server-keystore.pem"
 	cat "$CERTS/badname.key" "$CERTS/badname.pem" "$CERTS/ca.pem" >"$CERTS/badname-keystore.pem"
 	echo ok >"$CERTS/done"
+fi
+# Apart from the set above, so that a state dir made before it gets it too.
+if [[ ! -s $CERTS/other-client.pem ]]; then
+	make_cert other-client imgsink-mtls "" clientAuth "" other-ca
 fi
 
 # --- broker -------------------------------------------------------------------
@@ -263,6 +270,8 @@ umask 077
 	echo "SECURE_OTHER_CA=$CERTS/other-ca.pem"
 	echo "SECURE_CLIENT_CERT=$CERTS/client.pem"
 	echo "SECURE_CLIENT_KEY=$CERTS/client.key"
+	echo "SECURE_OTHER_CLIENT_CERT=$CERTS/other-client.pem"
+	echo "SECURE_OTHER_CLIENT_KEY=$CERTS/other-client.key"
 	echo "SECURE_WORKER_USER=imgsink"
 	echo "SECURE_MTLS_PRINCIPAL=User:imgsink-mtls"
 	echo "SECURE_WORKER_PASSWORD=$SECURE_WORKER_PASSWORD"

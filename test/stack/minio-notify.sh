@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# A MinIO of its own for the API path's tests, which publishes every upload
-# under raw/ to a Kafka topic (its Kafka notification target), as a
-# production raw bucket does:
+# A MinIO of its own for the API path's tests, laid out as production is
+# (deploy/minio): an output bucket "imgsink" with the retention rules of
+# deploy/minio/lifecycle.json, and a raw bucket "raw" (versioned) whose
+# uploads/ prefix publishes every upload to a Kafka topic (its Kafka
+# notification target) and expires by deploy/minio/lifecycle-raw.json:
 #
 #   minio-notify.sh start DIR TOPIC   start it (free loopback ports, PID file
-#                                     DIR/minio.pid), bucket "raw-bucket" with
-#                                     the event on prefix raw/ and the
-#                                     lifecycle of deploy/minio/lifecycle-api.json;
-#                                     writes DIR/env (N_ENDPOINT, N_ACCESS_KEY,
-#                                     N_SECRET_KEY, N_BUCKET, N_ALIAS, N_MC)
+#                                     DIR/minio.pid), make the buckets and
+#                                     the users imgsink-worker and
+#                                     imgsink-api with the policies of
+#                                     deploy/minio/policies (test/stack/
+#                                     identity.sh --dir DIR); writes DIR/env:
+#                                     N_ENDPOINT, N_ACCESS_KEY, N_SECRET_KEY
+#                                     (the admin's, for setup, mc and
+#                                     `imgsink check`), N_WORKER_ACCESS_KEY,
+#                                     N_WORKER_SECRET_KEY, N_API_ACCESS_KEY,
+#                                     N_API_SECRET_KEY, N_BUCKET (output),
+#                                     N_RAW_BUCKET, N_RAW_PREFIX (uploads/),
+#                                     N_ALIAS (mc's admin alias), N_MC
 #   minio-notify.sh stop DIR          stop exactly that server (by PID file)
 #
 # Kafka is the test stack's (KAFKA_BOOTSTRAP from $IMGSINK_STACK_DIR/env).
@@ -64,15 +73,31 @@ until curl -fsS -o /dev/null --max-time 2 "$endpoint/minio/health/live" 2>/dev/n
 done
 mc=("$MC_BIN" --config-dir "$dir/mc")
 "${mc[@]}" alias set notify "$endpoint" "$user" "$pass" --api S3v4 >/dev/null
-"${mc[@]}" mb --ignore-existing notify/raw-bucket >/dev/null
-"${mc[@]}" ilm rule import notify/raw-bucket <"$REPO_ROOT/deploy/minio/lifecycle-api.json" >/dev/null
-"${mc[@]}" event add notify/raw-bucket arn:minio:sqs::API:kafka --event put --prefix raw/ >/dev/null
+"${mc[@]}" mb --ignore-existing notify/imgsink notify/raw >/dev/null
+"${mc[@]}" version enable notify/raw >/dev/null
+"${mc[@]}" ilm rule import notify/imgsink <"$REPO_ROOT/deploy/minio/lifecycle.json" >/dev/null
+"${mc[@]}" ilm rule import notify/raw <"$REPO_ROOT/deploy/minio/lifecycle-raw.json" >/dev/null
+"${mc[@]}" event add notify/raw arn:minio:sqs::API:kafka --event put --prefix uploads/ >/dev/null
+# The identities of deploy/minio/policies as they are: the buckets have the
+# example names, so nothing is substituted.
+read -r wak wsk < <(bash "$STACK_SCRIPTS/identity.sh" --dir "$dir" --alias notify worker) ||
+	die "creating the worker's store identity failed"
+read -r aak ask < <(bash "$STACK_SCRIPTS/identity.sh" --dir "$dir" --alias notify api) ||
+	die "creating the API's store identity failed"
+[[ -n $wsk && -n $ask ]] || die "no keys for the worker or API identity"
 cat >"$dir/env" <<-EOT
 	N_ENDPOINT=$endpoint
 	N_ACCESS_KEY=$user
 	N_SECRET_KEY=$pass
-	N_BUCKET=raw-bucket
+	N_WORKER_ACCESS_KEY=$wak
+	N_WORKER_SECRET_KEY=$wsk
+	N_API_ACCESS_KEY=$aak
+	N_API_SECRET_KEY=$ask
+	N_BUCKET=imgsink
+	N_RAW_BUCKET=raw
+	N_RAW_PREFIX=uploads/
 	N_ALIAS=notify
 	N_MC='$MC_BIN --config-dir $dir/mc'
 EOT
-log "minio-notify: pid $(pid_of "$dir/minio.pid" "$data") at $endpoint, uploads under raw/ -> Kafka topic $topic"
+chmod 600 "$dir/env"
+log "minio-notify: pid $(pid_of "$dir/minio.pid" "$data") at $endpoint, uploads under raw/uploads/ -> Kafka topic $topic; users imgsink-worker and imgsink-api"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start the local test stack on loopback: one Kafka node in KRaft mode
 # (broker and controller in one JVM) and one MinIO server, then create the
-# bucket, its lifecycle rule and the topics, and write $IMGSINK_STACK_DIR/env.
+# bucket, its lifecycle rule, the claim-check bucket, the least-privilege
+# store identities (identity.sh) and the topics, and write
+# $IMGSINK_STACK_DIR/env.
 #
 #   test/stack/start.sh          # then: . .stack/env
 #
@@ -21,6 +23,7 @@ set -euo pipefail
 KAFKA_TIMEOUT=${KAFKA_TIMEOUT:-90}
 MINIO_TIMEOUT=${MINIO_TIMEOUT:-30}
 BUCKET=imgsink
+RAW_BUCKET=raw
 INPUT_TOPIC=images
 DLQ_TOPIC=images.dlq
 
@@ -284,6 +287,20 @@ sys.exit(0 if ok and markers else
          "markers not found: %r" % rules)'
 log "minio: bucket $BUCKET with lifecycle rules (tag retention=7d expires after 7 days, noncurrent versions after 1; expired delete markers)"
 
+# The claim-check bucket of deploy/'s policies (raw, uploads under uploads/),
+# versioned so a claim check may name a version. Then the identities the
+# tests' workers, checks and API run with: the production policies of
+# deploy/minio/policies (test/stack/identity.sh), never the root user, which
+# stays with mc (setup and verification, as an operator's).
+"${MC[@]}" mb --ignore-existing "local/$RAW_BUCKET" >/dev/null
+"${MC[@]}" version enable "local/$RAW_BUCKET" >/dev/null
+read -r S3_WORKER_ACCESS_KEY S3_WORKER_SECRET_KEY < <(IMGSINK_STACK_DIR=$STATE "$STACK_SCRIPTS/identity.sh" worker) ||
+	die "creating the worker's store identity failed"
+read -r S3_API_ACCESS_KEY S3_API_SECRET_KEY < <(IMGSINK_STACK_DIR=$STATE "$STACK_SCRIPTS/identity.sh" api) ||
+	die "creating the API's store identity failed"
+[[ -n $S3_WORKER_SECRET_KEY && -n $S3_API_SECRET_KEY ]] || die "no keys for the worker or API identity"
+log "minio: bucket $RAW_BUCKET (versioned); users imgsink-worker and imgsink-api with deploy/minio/policies (without the TLS/SSE denies)"
+
 # --- topics and env file ------------------------------------------------------
 export KAFKA_BOOTSTRAP
 # Both at once: each is a JVM start-up of a couple of seconds.
@@ -319,6 +336,13 @@ envline() {
 	envline S3_REGION us-east-1
 	envline S3_ACCESS_KEY "$S3_ACCESS_KEY"
 	envline S3_SECRET_KEY "$S3_SECRET_KEY"
+	envline S3_WORKER_ACCESS_KEY "$S3_WORKER_ACCESS_KEY"
+	envline S3_WORKER_SECRET_KEY "$S3_WORKER_SECRET_KEY"
+	envline S3_API_ACCESS_KEY "$S3_API_ACCESS_KEY"
+	envline S3_API_SECRET_KEY "$S3_API_SECRET_KEY"
+	envline S3_OUT_PREFIX processed
+	envline S3_RAW_BUCKET "$RAW_BUCKET"
+	envline S3_RAW_PREFIX uploads
 	envline S3_BUCKET "$BUCKET"
 	envline MC "${MC[*]}"
 	envline MC_ALIAS local

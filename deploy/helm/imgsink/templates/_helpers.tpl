@@ -36,6 +36,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: api
 {{- end -}}
 
+{{- define "imgsink.analyticsSelector" -}}
+app.kubernetes.io/name: {{ include "imgsink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: analytics
+{{- end -}}
+
+{{- define "imgsink.rollupSelector" -}}
+app.kubernetes.io/name: {{ include "imgsink.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: analytics-rollup
+{{- end -}}
+
+{{/* The ServiceAccount of the API, the analytics sink or the rollup:
+     (dict "root" $ "sa" THE-VALUES "suffix" "analytics"). */}}
+{{- define "imgsink.ownServiceAccountName" -}}
+{{- if .sa.create -}}
+{{- default (printf "%s-%s" (include "imgsink.fullname" .root) .suffix) .sa.name -}}
+{{- else -}}
+{{- required (printf "the %s ServiceAccount's name is required when its create is false" .suffix) .sa.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imgsink.apiServiceAccountName" -}}
+{{- include "imgsink.ownServiceAccountName" (dict "root" . "sa" .Values.api.serviceAccount "suffix" "api") -}}
+{{- end -}}
+
+{{- define "imgsink.analyticsServiceAccountName" -}}
+{{- include "imgsink.ownServiceAccountName" (dict "root" . "sa" .Values.analytics.serviceAccount "suffix" "analytics") -}}
+{{- end -}}
+
+{{- define "imgsink.rollupServiceAccountName" -}}
+{{- include "imgsink.ownServiceAccountName" (dict "root" . "sa" .Values.analytics.rollup.serviceAccount "suffix" "analytics-rollup") -}}
+{{- end -}}
+
 {{- define "imgsink.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "imgsink.fullname" .) .Values.serviceAccount.name -}}
@@ -119,5 +153,59 @@ seccompProfile:
     secretKeyRef:
       name: {{ required (printf "secrets.env.%s.secret is required" $name) $ref.secret }}
       key: {{ required (printf "secrets.env.%s.key is required" $name) $ref.key }}
+{{- end }}
+{{- end -}}
+
+{{/* NetworkPolicy egress: DNS, Kafka (when .kafka), the object store and
+     the Schema Registry (when .registry and networkPolicy.schemaRegistry
+     has CIDRs and ports).
+     (dict "root" $ "kafka" true "registry" true) */}}
+{{- define "imgsink.egress" -}}
+{{- $n := .root.Values.networkPolicy -}}
+# DNS
+- ports:
+    {{- range $n.dnsPorts }}
+    - port: {{ . }}
+      protocol: UDP
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- if .kafka }}
+# Kafka
+- to:
+    {{- range $n.kafka.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range $n.kafka.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+# The object store
+- to:
+    {{- range $n.store.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range $n.store.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- $sr := $n.schemaRegistry }}
+{{- if and .registry $sr.cidrs $sr.ports }}
+# The Schema Registry (schema.registry.url)
+- to:
+    {{- range $sr.cidrs }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  ports:
+    {{- range $sr.ports }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
 {{- end }}
 {{- end -}}
