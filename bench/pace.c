@@ -184,7 +184,10 @@ int main(int argc, char **argv)
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)) ||
-        rd_kafka_conf_set(conf, "linger.ms", rate > 0 ? "0" : "5", errstr, sizeof(errstr))) {
+        rd_kafka_conf_set(conf, "linger.ms", rate > 0 ? "0" : "5", errstr, sizeof(errstr)) ||
+        /* Whole photographs (several MB) as imgsink produce sends them; the
+         * local stack's broker takes up to 64 MiB. */
+        rd_kafka_conf_set(conf, "message.max.bytes", "67108864", errstr, sizeof(errstr))) {
         fprintf(stderr, "pace: %s\n", errstr);
         return 2;
     }
