@@ -22,6 +22,10 @@ passed=0
 failed=0
 skipped=0
 failures=()
+# The first "not ok" lines of each failed program, with the two lines after
+# each, printed again just above the summary: CI keeps only the head and
+# the tail of a long output.
+failure_lines=()
 
 # count NAME LOGFILE EXIT: tallies TAP lines of one program's output. "ok"
 # lines with a "# SKIP" directive (TAP: any case, after the description)
@@ -46,6 +50,10 @@ count() {
     skipped=$((skipped + k))
     if [ "$f" -gt 0 ]; then
         failures+=("$name")
+        local l
+        while IFS= read -r l; do
+            failure_lines+=("  $name: ${l:0:300}")
+        done < <(grep -E -m2 -A2 '^not ok' "$log" | grep -v '^--$' | head -6)
         echo "FAIL $name ($p passed, $f failed, $k skipped) - log: $log"
         grep -E '^not ok|^# ' "$log" | head -20 | sed 's/^/    /'
     else
@@ -250,6 +258,7 @@ esac
 echo
 if [ "$failed" -gt 0 ]; then
     echo "failed: ${failures[*]}"
+    printf '%s\n' "${failure_lines[@]}"
 fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
