@@ -886,13 +886,7 @@ int is_analytics_main(is_config_t *cfg, int argc, char **argv)
     /* The store's credentials come from the chain the worker uses
      * (creds.h): explicit keys, the environment, shared files, web
      * identity, the container endpoint or IMDS, refreshed before expiry. */
-    is_creds_conf_t cc = {cfg->s3_access_key,
-                          cfg->s3_secret_key,
-                          cfg->s3_session_token,
-                          cfg->s3_region,
-                          cfg->s3_credentials_refresh_margin_ms,
-                          cfg->s3_credentials_timeout_ms};
-    if (!(creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+    if (!(creds = is_s3_creds_of(cfg, errstr, sizeof(errstr)))) {
         IS_ERR("analytics", NULL, "start-up failed: %s", errstr);
         goto done;
     }

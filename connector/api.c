@@ -1152,13 +1152,7 @@ int is_api_main(is_config_t *cfg, int argc, char **argv)
 
     /* The store's credentials, from the same chain as the worker's: a
      * source that is configured but gives nothing usable stops start-up. */
-    is_creds_conf_t cc = {cfg->s3_access_key,
-                          cfg->s3_secret_key,
-                          cfg->s3_session_token,
-                          cfg->s3_region,
-                          cfg->s3_credentials_refresh_margin_ms,
-                          cfg->s3_credentials_timeout_ms};
-    if (!(a.creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+    if (!(a.creds = is_s3_creds_of(cfg, errstr, sizeof(errstr)))) {
         IS_ERR("creds", NULL, "%s", errstr);
         goto done;
     }

@@ -648,12 +648,6 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
     const char *ep = cfg->s3_endpoint && *cfg->s3_endpoint ? cfg->s3_endpoint : "AWS S3";
     is_s3_conf_t s3c = is_s3_conf_of(cfg, NULL);
     is_s3_t *s3 = NULL;
-    is_creds_conf_t cc = {cfg->s3_access_key,
-                          cfg->s3_secret_key,
-                          cfg->s3_session_token,
-                          cfg->s3_region,
-                          cfg->s3_credentials_refresh_margin_ms,
-                          cfg->s3_credentials_timeout_ms};
     is_creds_provider_t *creds = NULL;
 
     if (!cfg->s3_bucket || !*cfg->s3_bucket) {
@@ -661,7 +655,7 @@ static void check_store(check_run_t *run, const is_config_t *cfg)
         return;
     }
     /* The worker's credentials chain (creds.h), once: check runs briefly. */
-    if (!(creds = is_creds_provider_new(&cc, errstr, sizeof(errstr)))) {
+    if (!(creds = is_s3_creds_of(cfg, errstr, sizeof(errstr)))) {
         report(run, 0, "credentials", "%s", errstr);
         return;
     }

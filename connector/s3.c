@@ -86,6 +86,17 @@ is_s3_conf_t is_s3_conf_of(const is_config_t *cfg, is_creds_provider_t *creds)
                           .creds = creds};
 }
 
+is_creds_provider_t *is_s3_creds_of(const is_config_t *cfg, char *errstr, size_t errstr_size)
+{
+    is_creds_conf_t cc = {cfg->s3_access_key,
+                          cfg->s3_secret_key,
+                          cfg->s3_session_token,
+                          cfg->s3_region,
+                          cfg->s3_credentials_refresh_margin_ms,
+                          cfg->s3_credentials_timeout_ms};
+    return is_creds_provider_new(&cc, errstr, errstr_size);
+}
+
 int is_s3_global_init(char *errstr, size_t errstr_size)
 {
     CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -52,6 +52,13 @@ typedef struct is_s3_conf {
  * from this; a caller may shorten timeout_ms. */
 is_s3_conf_t is_s3_conf_of(const is_config_t *cfg, is_creds_provider_t *creds);
 
+/* The credentials chain of a configuration (creds.h: s3.access.key and
+ * s3.secret.key, the environment, shared files, web identity, the container
+ * endpoint, IMDS), refreshed s3.credentials.refresh.margin.ms before expiry.
+ * NULL with errstr when a source that is configured gives nothing usable:
+ * every client of the store starts from this, so they sign alike. */
+is_creds_provider_t *is_s3_creds_of(const is_config_t *cfg, char *errstr, size_t errstr_size);
+
 typedef enum { IS_S3_OK = 0, IS_S3_TRANSIENT = 1, IS_S3_PERMANENT = 2 } is_s3_result_t;
 
 /* Initializes libcurl and libxml2 process-wide. Call once from main before

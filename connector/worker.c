@@ -907,13 +907,7 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     /* The credentials chain (creds.h): a source that is configured but
      * gives nothing usable stops start-up here, naming it. */
     {
-        is_creds_conf_t cc = {cfg->s3_access_key,
-                              cfg->s3_secret_key,
-                              cfg->s3_session_token,
-                              cfg->s3_region,
-                              cfg->s3_credentials_refresh_margin_ms,
-                              cfg->s3_credentials_timeout_ms};
-        if (!(w.creds = is_creds_provider_new(&cc, errstr, errstr_size)))
+        if (!(w.creds = is_s3_creds_of(cfg, errstr, errstr_size)))
             goto done;
         IS_INFO("creds", json_pack("{s:s}", "source", is_creds_source(w.creds)),
                 "store credentials from %s", is_creds_source(w.creds));

@@ -168,6 +168,29 @@ log_address() {
     return 1
 }
 
+# api_post_image ADDR KEY IMAGE OUT: POSTs the PNG IMAGE to /v1/images of
+# the API at ADDR with the tenant KEY; prints the HTTP status, the answer in OUT.
+api_post_image() {
+    curl -sS -o "$4" -w '%{http_code}' --max-time 60 -H "Authorization: Bearer $2" \
+        -H 'Content-Type: image/png' --data-binary @"$3" "http://$1/v1/images"
+}
+
+# api_ready_post NAME CONF KEY IMAGE WHAT: starts `imgsink api` NAME on CONF
+# (start_api), checks that /readyz answers 200 ("... with WHAT") and POSTs
+# IMAGE with KEY. Sets API_ADDR, POST_STATUS and POST_ID (the answer's id,
+# empty when none) for the test's own checks of the record.
+api_ready_post() {
+    local name=$1 conf=$2 key=$3 image=$4 what=$5
+    start_api "$name" "$conf"
+    API_ADDR=$(api_address "$name") || notok "$name: the API logged its address"
+    check "/readyz 200 with $what" \
+        wait_for 60 test "$(curl -s -o "$TMP/$name-readyz.out" -w '%{http_code}' "http://$API_ADDR/readyz")" = 200
+    # shellcheck disable=SC2034 # read by the test that sources this
+    POST_STATUS=$(api_post_image "$API_ADDR" "$key" "$image" "$TMP/$name-post.json")
+    # shellcheck disable=SC2034
+    POST_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/$name-post.json" 2>/dev/null)
+}
+
 # stop_api: stops the API start_api started last (TERM, waits for it) and
 # takes it out of WORKER_PIDS.
 stop_api() {

@@ -37,19 +37,11 @@ kcat_sasl() { # records of the topic as "key" lines, read over SASL_SSL as admin
         -X sasl.username=admin -X "sasl.password=$SECURE_ADMIN_PASSWORD" -X "ssl.ca.location=$SECURE_CA" \
         -t "$topic" -e -q -f '%k\n' 2>"$TMP/kcat.err"
 }
-post_image() { # post_image ADDR OUT: prints the status
-    curl -sS -o "$2" -w '%{http_code}' --max-time 60 -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: image/png' --data-binary @"$TMP/i.png" "http://$1/v1/images"
-}
 vips gaussnoise "$TMP/i.png" 48 32 --mean 128 --sigma 50 || notok "vips gaussnoise"
 
 # --- the right password -----------------------------------------------------------
-start_api good "$TMP/a.conf"
-A=$(api_address good) || notok "the API logged its address"
-check "/readyz 200 with the producer on SASL_SSL" \
-    wait_for 60 test "$(curl -s -o "$TMP/good-readyz.out" -w '%{http_code}' "http://$A/readyz")" = 200
-st=$(post_image "$A" "$TMP/post.json")
-id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/post.json" 2>/dev/null)
+api_ready_post good "$TMP/a.conf" "$KEY" "$TMP/i.png" "the producer on SASL_SSL"
+A=$API_ADDR st=$POST_STATUS id=$POST_ID
 check "POST /v1/images over SASL_SSL: 202 (got $st)" test "$st" = 202
 has_record() { [ -n "$id" ] && [ "$(kcat_sasl | grep -cx -- "$id")" -eq 1 ]; }
 check "kcat over SASL_SSL reads the record with the id as its key ($id)" wait_for 60 has_record
@@ -70,7 +62,7 @@ unready() {
 check "wrong password: /readyz answers 503 saying so" wait_for 120 unready
 note "/readyz: $(cut -c1-300 "$TMP/wrongpw-readyz.out")"
 n_before=$(kcat_sasl | grep -c .)
-st=$(post_image "$B" "$TMP/post-bad.json")
+st=$(api_post_image "$B" "$KEY" "$TMP/i.png" "$TMP/post-bad.json")
 check "wrong password: POST /v1/images is refused with 503 (got $st)" test "$st" = 503
 check "wrong password: nothing more reached the topic (kcat: $n_before records)" \
     test "$(kcat_sasl | grep -c .)" -eq "$n_before"

@@ -61,10 +61,6 @@ kcat_mtls() {
 }
 # Records on the topic, counted through the admin listener.
 n_records() { kcat -C -b "$ADMIN" -t "$topic" -e -q -f '%k\n' 2>/dev/null | grep -c .; }
-post_image() { # post_image ADDR OUT: prints the status
-    curl -sS -o "$2" -w '%{http_code}' --max-time 60 -H "Authorization: Bearer $KEY" \
-        -H 'Content-Type: image/png' --data-binary @"$TMP/i.png" "http://$1/v1/images"
-}
 # decode VALUE IMAGE: "id tenant source content_type retention payload-is-IMAGE
 # nothing-after" of an Avro ImageRecord (schemas/image_record.avsc).
 decode() {
@@ -114,12 +110,8 @@ PY
 vips gaussnoise "$TMP/i.png" 48 32 --mean 128 --sigma 50 || notok "vips gaussnoise"
 
 # --- a client certificate the broker trusts ---------------------------------------
-start_api good "$TMP/a.conf"
-A=$(api_address good) || notok "the API logged its address"
-check "/readyz 200 with the producer on mutual TLS" \
-    wait_for 60 test "$(curl -s -o "$TMP/good-readyz.out" -w '%{http_code}' "http://$A/readyz")" = 200
-st=$(post_image "$A" "$TMP/post.json")
-id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/post.json" 2>/dev/null)
+api_ready_post good "$TMP/a.conf" "$KEY" "$TMP/i.png" "the producer on mutual TLS"
+A=$API_ADDR st=$POST_STATUS id=$POST_ID
 check "POST /v1/images over mutual TLS as $SECURE_MTLS_PRINCIPAL (Write only): 202 (got $st)" test "$st" = 202
 # Now the principal may read too, for kcat (the API never needed it).
 ACLS operator "$SECURE_MTLS_PRINCIPAL" --group "$(unique_name g-kcat)" --topic "$topic" \
@@ -153,7 +145,7 @@ refused() {
     check "$name: /readyz answers 503 saying so" wait_for 120 unready
     note "$name /readyz: $(cut -c1-400 "$TMP/$name-readyz.out")"
     n=$(n_records)
-    st=$(post_image "$a" "$TMP/$name-post.out")
+    st=$(api_post_image "$a" "$KEY" "$TMP/i.png" "$TMP/$name-post.out")
     check "$name: POST /v1/images is refused with 503 (got $st: $(cut -c1-200 "$TMP/$name-post.out"))" \
         test "$st" = 503
     check "$name: nothing more reached the topic (kcat on the admin listener: $n records)" \
