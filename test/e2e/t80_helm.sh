@@ -283,6 +283,26 @@ refuse "schema.registry.url with NetworkPolicies and no egress to the registry" 
     --set-string 'config.schema\.registry\.url=http://registry.imgsink:8081'
 refuse "registry egress with CIDRs but no ports" "networkPolicy.schemaRegistry: config.schema.registry.url is set" \
     --set-string 'config.schema\.registry\.url=http://registry.imgsink:8081' --set "networkPolicy.schemaRegistry.cidrs={$SR_CIDR}"
+refuse "registry egress on ports without the URL's" \
+    "networkPolicy.schemaRegistry.ports=[8080]: expected the port of config.schema.registry.url (http://registry.imgsink:8081: port 8081)" \
+    --set-string 'config.schema\.registry\.url=http://registry.imgsink:8081' \
+    --set "networkPolicy.schemaRegistry.cidrs={$SR_CIDR}" --set "networkPolicy.schemaRegistry.ports={8080}"
+refuse "registry egress without 443 for an https URL with no port" \
+    "networkPolicy.schemaRegistry.ports=[8081]: expected the port of config.schema.registry.url (https://sr.imgsink/apis/ccompat/v7: port 443)" \
+    --set-string 'config.schema\.registry\.url=https://sr.imgsink/apis/ccompat/v7' \
+    --set "networkPolicy.schemaRegistry.cidrs={$SR_CIDR}" --set "networkPolicy.schemaRegistry.ports={8081}"
+render srtls --set-string 'config.schema\.registry\.url=https://sr.imgsink/apis/ccompat/v7' \
+    --set "networkPolicy.schemaRegistry.cidrs={$SR_CIDR}" --set "networkPolicy.schemaRegistry.ports={443}"
+check "an https registry URL without a port renders with egress to the registry on 443" \
+    python3 -c 'import sys, yaml
+rules = [e for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "NetworkPolicy"
+         for e in d["spec"].get("egress", []) if any(t.get("ipBlock", {}).get("cidr") == sys.argv[2] for t in e.get("to", []))]
+sys.exit(0 if rules and all([p["port"] for p in e["ports"]] == [443] for e in rules) else 1)' "$TMP/srtls.yaml" "$SR_CIDR"
+render srsvc --set-string 'config.schema\.registry\.url=http://registry.imgsink' \
+    --set "networkPolicy.schemaRegistry.cidrs={$SR_CIDR}" --set "networkPolicy.schemaRegistry.ports={8080}" \
+    --set networkPolicy.schemaRegistry.viaService=true
+check "viaService: a Service URL on port 80 renders with egress on the container port 8080" \
+    grep -q "cidr: $SR_CIDR" "$TMP/srsvc.yaml"
 render nonp --set-string 'config.schema\.registry\.url=http://registry.imgsink:8081' --set networkPolicy.enabled=false
 check "schema.registry.url renders without registry egress when networkPolicy.enabled=false (no NetworkPolicy)" \
     test -s "$TMP/nonp.yaml" -a "$(grep -c '^kind: NetworkPolicy' "$TMP/nonp.yaml")" = 0
