@@ -114,9 +114,10 @@ done
 
 # --- checkov --------------------------------------------------------------------
 mkdir -p "$TMP/ck"
-# Not the laptop render: its image is imported by tag (k3d image import),
+# The full renders (Deployment, StatefulSet, with a Schema Registry); not
+# the laptop render: its image is imported by tag (k3d image import),
 # which has no registry digest (CKV_K8S_43).
-cp "$TMP/deployment.yaml" "$TMP/statefulset.yaml" "$TMP/ck/"
+cp "$TMP/deployment.yaml" "$TMP/statefulset.yaml" "$TMP/registry.yaml" "$TMP/ck/"
 BC_SKIP_MAPPING=TRUE "$IMGSINK_VENV/bin/checkov" -d "$TMP/ck" --framework kubernetes --skip-download \
     --compact -o json >"$TMP/checkov.json" 2>"$TMP/checkov.err"
 summary=$("$VPY" -c '
