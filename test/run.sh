@@ -144,19 +144,37 @@ run_cmocka() {
     fi
 }
 
-run_e2e() {
-    local t name log rc
-    preflight e2e || return
-    # shellcheck disable=SC2317
-    cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
-    trap cleanup EXIT
+# start_stack SUITE: starts (or reuses) the local stack for SUITE; on
+# failure counts a "not ok" for SUITE/stack and returns 1. The stack is
+# stopped when this script exits, unless it was running before the first
+# suite started it (`make demo`, another run's): that one is someone
+# else's and is left running.
+stack_owned=
+start_stack() {
     if ! bash test/stack/start.sh >"$LOGDIR/stack-start.log" 2>&1; then
         echo "not ok - local stack (Kafka + MinIO) failed to start" >"$LOGDIR/stack.log"
         cat "$LOGDIR/stack-start.log" >>"$LOGDIR/stack.log"
-        count "e2e/stack" "$LOGDIR/stack.log" 1
+        count "$1/stack" "$LOGDIR/stack.log" 1
         tail -30 "$LOGDIR/stack-start.log"
-        return
+        [ "$stack_owned" = no ] || trap 'bash test/stack/stop.sh >/dev/null 2>&1 || true' EXIT
+        return 1
     fi
+    if [ -z "$stack_owned" ]; then
+        if grep -q '^kafka: reused' "$LOGDIR/stack-start.log" &&
+            grep -q '^minio: reused' "$LOGDIR/stack-start.log"; then
+            stack_owned=no
+            echo "#    the stack at ${IMGSINK_STACK_DIR:-.stack} was running already: it is left running"
+        else
+            stack_owned=yes
+            trap 'bash test/stack/stop.sh >/dev/null 2>&1 || true' EXIT
+        fi
+    fi
+}
+
+run_e2e() {
+    local t name log rc
+    preflight e2e || return
+    start_stack e2e || return
     for t in test/e2e/t*.sh; do
         name="e2e/$(basename "$t" .sh)"
         if [ $# -gt 0 ] && [[ " $* " != *" $(basename "$t" .sh) "* ]]; then
@@ -217,16 +235,7 @@ run_fuzz() {
 run_faults() {
     local log=$LOGDIR/faults.log rc
     preflight faults || return
-    # shellcheck disable=SC2317
-    cleanup() { bash test/stack/stop.sh >/dev/null 2>&1 || true; }
-    trap cleanup EXIT
-    if ! bash test/stack/start.sh >"$LOGDIR/stack-start.log" 2>&1; then
-        echo "not ok - local stack (Kafka + MinIO) failed to start" >"$LOGDIR/stack.log"
-        cat "$LOGDIR/stack-start.log" >>"$LOGDIR/stack.log"
-        count "faults/stack" "$LOGDIR/stack.log" 1
-        tail -30 "$LOGDIR/stack-start.log"
-        return
-    fi
+    start_stack faults || return
     echo "..   faults (about 6 minutes)"
     ROOT=$ROOT BUILD=$BUILD timeout 1500 bash test/faults/run.sh >"$log" 2>&1
     rc=$?
