@@ -150,7 +150,9 @@ static const is_ckey_t keys[] = {
     {"shutdown.timeout.ms", T_INT, O(shutdown_timeout_ms), "30000", 0, 3600000, NULL, 0,
      "On SIGTERM/SIGINT: time allowed to finish the records being processed and commit; records "
      "not started yet are left, uncommitted, for the partitions' next owner, and what is not "
-     "finished by then stays uncommitted and is processed again later."},
+     "finished by then stays uncommitted and is processed again later. Also bounds leaving the "
+     "group after the final commit (at least 10 s): a consumer close that hangs longer is cut "
+     "short by exiting."},
     {"rebalance.drain.timeout.ms", T_INT, O(rebalance_drain_timeout_ms), "20000", 0, 3600000, NULL,
      0,
      "On a partition revoke: time allowed for its records in flight to finish before their "

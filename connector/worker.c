@@ -718,6 +718,43 @@ static void drain_all(is_worker_t *w)
  * a lost assignment forgets librdkafka's stored offsets. Until the
  * rebalance.drain.timeout.ms deadline; what stays uncommitted is logged.
  * Poll thread, after the job threads were joined. */
+/* A bound on rd_kafka_consumer_close. It was seen to hang for minutes
+ * (t84: a static member SIGTERMed while another static member drained,
+ * librdkafka 2.8.0): the log ended at the revoke it triggers, after the
+ * final commit had returned. The stored offsets are committed before the
+ * close, and a static member sends no LeaveGroup anyway, so when the close
+ * has not returned after shutdown.timeout.ms (at least 10 s) the process
+ * exits (0 unless a fatal condition was already set) rather than sit in
+ * Terminating until the kubelet's SIGKILL. */
+typedef struct {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    int done;
+    int64_t ms;
+    const is_worker_t *w;
+} close_guard_t;
+
+static void *close_guard(void *arg)
+{
+    close_guard_t *g = arg;
+    struct timespec ts = is_clock_deadline(g->ms);
+    pthread_mutex_lock(&g->m);
+    while (!g->done && pthread_cond_timedwait(&g->c, &g->m, &ts) == 0)
+        ;
+    int done = g->done;
+    pthread_mutex_unlock(&g->m);
+    if (done)
+        return NULL;
+    const is_worker_t *w = g->w;
+    int failed = atomic_load(&w->fatal) || atomic_load(&w->store_fatal) ||
+                 atomic_load(&w->stuck_exit) || atomic_load(&w->oom);
+    IS_ERR("worker", json_pack("{s:I}", "timeout_ms", (json_int_t)g->ms),
+           "leaving the group did not finish within shutdown.timeout.ms (librdkafka's consumer "
+           "close hung); the stored offsets were committed before it: exiting with %d",
+           failed);
+    _exit(failed);
+}
+
 static void final_commit(is_worker_t *w)
 {
     rd_kafka_resp_err_t err = rd_kafka_commit(w->rk, NULL, 0);
@@ -1032,7 +1069,20 @@ int is_worker_run(const is_config_t *cfg, const char *argv0, volatile sig_atomic
     store_offsets(&w);
     IS_INFO("worker", NULL, "committing stored offsets and leaving the group");
     final_commit(&w);
-    rd_kafka_consumer_close(w.rk);          /* the revoke callback runs once more */
+    close_guard_t guard = {.done = 0, .ms = w.cfg->shutdown_timeout_ms, .w = &w};
+    if (guard.ms < 10000) /* a close that merely takes its time is not cut short */
+        guard.ms = 10000;
+    pthread_t guard_thr;
+    int guarded = !pthread_mutex_init(&guard.m, NULL) && !is_clock_cond_init(&guard.c) &&
+                  !pthread_create(&guard_thr, NULL, close_guard, &guard);
+    rd_kafka_consumer_close(w.rk); /* the revoke callback runs once more */
+    if (guarded) {
+        pthread_mutex_lock(&guard.m);
+        guard.done = 1;
+        pthread_cond_signal(&guard.c);
+        pthread_mutex_unlock(&guard.m);
+        pthread_join(guard_thr, NULL);
+    }
     for (int i = w.nparts - 1; i >= 0; i--) /* left only if close failed */
         part_remove(&w, w.parts[i].topic, w.parts[i].partition);
     if (atomic_load(&w.store_fatal)) {
